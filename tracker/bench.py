@@ -1,0 +1,226 @@
+"""`facetrack bench`: per-stage timings, end-to-end fps, live latency and memory growth on one source.
+
+Stages: decode (a decode-only pass, the decoder's own thread delivering as fast as it
+can), landmarks, pose and publish (a real ZeroMQ PUB socket on loopback with a
+subscriber attached). End-to-end fps is frames over wall time of the full pipeline,
+where decoding overlaps tracking on its own thread.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import threading
+import time
+from importlib.metadata import version
+
+import numpy as np
+import psutil
+from pydantic import BaseModel
+from rich.table import Table
+
+from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
+from facetrack.adapters.zmq_subscriber import Subscriber
+from facetrack.tracker.config import TrackerConfig
+from facetrack.tracker.pipeline import Tracker
+from facetrack.tracker.schema import FrameResult, SourceInfo
+from facetrack.tracker.sources import SourceConfig, open_source
+from facetrack.tracker.timing import StageSummary, StageTimings
+
+
+class BenchConfig(BaseModel):
+    source: str
+    max_frames: int | None = None
+    max_faces: int = 1
+    realtime: bool = False
+    loop_seconds: float | None = None
+
+
+class LatencySummary(BaseModel):
+    """Capture (frame left the decoder) to publish (handed to the socket), milliseconds."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+class MemorySummary(BaseModel):
+    seconds: float
+    rss_start_mb: float
+    rss_end_mb: float
+    rss_max_mb: float
+    growth_mb: float
+
+
+class BenchReport(BaseModel):
+    source: SourceInfo
+    frames: int
+    frames_with_face: int
+    stages: dict[str, StageSummary]
+    decode_fps: float
+    end_to_end_fps: float
+    latency: LatencySummary | None = None
+    memory: MemorySummary | None = None
+    cpu_count: int
+    threads: int
+    machine: str
+    versions: dict[str, str]
+
+
+def _free_endpoint() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def _decode_pass(source: str, max_frames: int | None) -> tuple[StageTimings, float]:
+    timings = StageTimings()
+    with open_source(source, SourceConfig()) as frames:
+        start = last = time.perf_counter()
+        count = 0
+        for _frame in frames:
+            now = time.perf_counter()
+            timings.record("decode", now - last)
+            last = now
+            count += 1
+            if max_frames is not None and count >= max_frames:
+                break
+    return timings, count / max(last - start, 1e-9)
+
+
+class _Drain(threading.Thread):
+    """A subscriber that reads everything, so publishing meets a real consumer."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(daemon=True)
+        self.endpoint = endpoint
+        self.received = 0
+        self._stop_event = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        with Subscriber(self.endpoint, topics=("frame", "meta")) as subscriber:
+            self.ready.set()
+            while not self._stop_event.is_set():
+                if isinstance(subscriber.recv(timeout=0.1), FrameResult):
+                    self.received += 1
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+
+def run_bench(config: BenchConfig) -> BenchReport:
+    decode_timings, decode_fps = _decode_pass(config.source, config.max_frames)
+    tracker_config = TrackerConfig(
+        max_faces=config.max_faces,
+        max_frames=None if config.loop_seconds else config.max_frames,
+        source=SourceConfig(realtime=config.realtime, loop=config.loop_seconds is not None),
+    )
+    endpoint = _free_endpoint()
+    drain = _Drain(endpoint)
+    publisher = ZmqPublisher(PublisherConfig(endpoint=endpoint))
+    drain.start()
+    drain.ready.wait(5)
+    tracker = Tracker(tracker_config)
+    latencies: list[float] = []
+    memory = _MemoryProbe(config.loop_seconds)
+    counts = {"frames": 0, "with_face": 0}
+    deadline = time.monotonic() + config.loop_seconds if config.loop_seconds else None
+
+    def on_result(result: FrameResult) -> None:
+        counts["frames"] += 1
+        counts["with_face"] += bool(result.faces)
+        if result.publish_time is not None and len(latencies) < 1_000_000:
+            latencies.append(result.publish_time - result.capture_time)
+        memory.sample()
+        if deadline is not None and time.monotonic() >= deadline:
+            raise _Done
+
+    start = time.perf_counter()
+    try:
+        tracker.run(config.source, [publisher], on_result=on_result)
+    except _Done:
+        pass
+    elapsed = time.perf_counter() - start
+    drain.stop()
+    stages = {**decode_timings.summary(), **tracker.timings.summary()}
+    return BenchReport(
+        source=tracker.metadata.source,
+        frames=counts["frames"],
+        frames_with_face=counts["with_face"],
+        stages=stages,
+        decode_fps=decode_fps,
+        end_to_end_fps=counts["frames"] / elapsed,
+        latency=_latency(latencies) if config.realtime else None,
+        memory=memory.summary(),
+        cpu_count=os.cpu_count() or 1,
+        threads=threading.active_count(),
+        machine=f"{platform.machine()} {platform.processor() or platform.system()}",
+        versions={name: version(name) for name in ("mediapipe", "av", "pyzmq", "numpy")},
+    )
+
+
+class _Done(Exception):
+    """Ends a looped benchmark run at its deadline."""
+
+
+def _latency(seconds: list[float]) -> LatencySummary | None:
+    if not seconds:
+        return None
+    ms = np.asarray(seconds) * 1e3
+    return LatencySummary(
+        p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
+        p99_ms=float(np.percentile(ms, 99)), max_ms=float(ms.max()),
+    )
+
+
+class _MemoryProbe:
+    """Resident memory every few seconds of a looped run, after a warm-up."""
+
+    def __init__(self, seconds: float | None, warmup: float = 20.0, every: float = 5.0) -> None:
+        self._enabled = seconds is not None
+        self._process = psutil.Process()
+        self._start = time.monotonic()
+        self._warmup = min(warmup, (seconds or 0) / 4)
+        self._every = every
+        self._next = self._start + self._warmup
+        self._rss: list[float] = []
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        if self._enabled and now >= self._next:
+            self._rss.append(self._process.memory_info().rss / 2**20)
+            self._next = now + self._every
+
+    def summary(self) -> MemorySummary | None:
+        if len(self._rss) < 2:
+            return None
+        return MemorySummary(
+            seconds=time.monotonic() - self._start, rss_start_mb=self._rss[0], rss_end_mb=self._rss[-1],
+            rss_max_mb=max(self._rss), growth_mb=max(self._rss) - self._rss[0],
+        )
+
+
+def render_report(report: BenchReport) -> Table:
+    info = report.source
+    table = Table(title=f"{info.uri}  {info.width}x{info.height}  {report.frames} frames  "
+                        f"({report.frames_with_face} with a face)")
+    for column in ("stage", "median ms", "p90 ms", "p99 ms", "frames"):
+        table.add_column(column, justify="right" if column != "stage" else "left")
+    for name, stage in report.stages.items():
+        table.add_row(name, f"{stage.median_ms:.2f}", f"{stage.p90_ms:.2f}", f"{stage.p99_ms:.2f}", str(stage.frames))
+    table.caption = (
+        f"end-to-end {report.end_to_end_fps:.1f} fps, decode alone {report.decode_fps:.1f} fps; "
+        f"{report.cpu_count} cpus, {report.threads} threads"
+    )
+    if report.latency:
+        table.caption += (f"\ncapture->publish latency p50 {report.latency.p50_ms:.2f} ms, "
+                          f"p99 {report.latency.p99_ms:.2f} ms, max {report.latency.max_ms:.2f} ms")
+    if report.memory:
+        m = report.memory
+        table.caption += (f"\nRSS over {m.seconds:.0f} s: {m.rss_start_mb:.1f} -> {m.rss_end_mb:.1f} MB "
+                          f"(max growth {m.growth_mb:.1f} MB)")
+    return table

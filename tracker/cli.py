@@ -1,0 +1,201 @@
+"""The `facetrack` command line: run, info, subscribe, bench (and models, from the face-model package)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from facetrack.tracker.errors import FacetrackError, SourceDecodeError, SourceLostError
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
+EXIT_SOURCE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+err = Console(stderr=True)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+
+
+def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="facetrack")
+def app(verbose: int) -> None:
+    """Real-time face tracking: landmarks, head pose and blendshapes, streamed over ZeroMQ."""
+    _setup_logging(verbose)
+
+
+@app.command()
+@click.argument("source")
+@click.option("--out", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write results to FILE (.jsonl, .csv, .parquet, .npz); repeatable.")
+@click.option("--publish", "endpoint", is_flag=False, flag_value=DEFAULT_ENDPOINT, default=None, metavar="[ENDPOINT]",
+              help=f"Publish over ZeroMQ PUB (default endpoint {DEFAULT_ENDPOINT}).")
+@click.option("--wire", type=click.Choice(["msgpack", "json"]), default="msgpack", show_default=True,
+              help="Payload encoding on the wire.")
+@click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option("--stream-id", default="main", show_default=True, help="Names the stream in topics and results.")
+@click.option("--realtime", is_flag=True, help="Pace a file at its frame rate and treat it as live.")
+@click.option("--loop", is_flag=True, help="Replay a file forever (stop with Ctrl-C).")
+@click.option("--focal-px", type=float, default=None, help="Camera focal length in pixels (default: image width).")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str, max_faces: int,
+        max_frames: int | None, stream_id: str, realtime: bool, loop: bool, focal_px: float | None,
+        quiet: bool) -> None:
+    """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
+    from facetrack.adapters.file_sinks import open_file_sink
+    from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
+    from facetrack.tracker.config import TrackerConfig
+    from facetrack.tracker.pipeline import Tracker
+    from facetrack.tracker.progress import RunProgress
+    from facetrack.tracker.sources import SourceConfig
+
+    config = TrackerConfig(
+        max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
+        source=SourceConfig(realtime=realtime, loop=loop),
+    )
+    if not outputs and endpoint is None:
+        err.print("[yellow]No --out or --publish given: results are computed and discarded (see --help).")
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    tracker = Tracker(config)
+    sinks = []
+    progress = RunProgress(err, tracker, enabled=not quiet and err.is_terminal)
+    exit_code = 0
+    try:
+        sinks = [open_file_sink(path) for path in outputs]
+        if endpoint is not None:
+            sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire)))
+        with progress:
+            tracker.run(source, sinks, on_result=progress.on_result)
+    except KeyboardInterrupt:
+        err.print(f"[yellow]Interrupted after {progress.frames} frames; outputs flushed and closed.")
+        sys.exit(EXIT_INTERRUPTED)
+    except (SourceDecodeError, SourceLostError) as exc:
+        err.print(f"[red]error:[/] {exc}\n{progress.frames} frames before the error were written.")
+        exit_code = EXIT_SOURCE_FAILED
+    except FacetrackError as exc:
+        for sink in sinks:
+            sink.close()
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_USAGE)
+    else:
+        err.print(progress.summary(outputs, endpoint))
+    sys.exit(exit_code)
+
+
+@app.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(source: str, as_json: bool) -> None:
+    """What SOURCE is: size, frame rate, codec, duration, live or not."""
+    from facetrack.tracker.sources import probe_source
+
+    try:
+        described = probe_source(source)
+    except FacetrackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_USAGE)
+    if as_json:
+        click.echo(described.model_dump_json(indent=2))
+    else:
+        for key, value in described.model_dump().items():
+            click.echo(f"{key:>10}: {value}")
+
+
+@app.command()
+@click.argument("endpoint", default=DEFAULT_ENDPOINT, required=False)
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write received frames to FILE (.jsonl, .csv, .parquet, .npz).")
+@click.option("--stream-id", default=None, help="Only this stream (default: all).")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds without a message.")
+def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str | None,
+              timeout: float | None) -> None:
+    """Receive a facetrack stream from ENDPOINT and print or save it."""
+    from facetrack.adapters.file_sinks import open_file_sink
+    from facetrack.adapters.zmq_subscriber import Subscriber
+    from facetrack.tracker.schema import FrameResult, StreamMetadata
+
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    topics = ("frame", "meta") if stream_id is None else (f"frame.{stream_id}", f"meta.{stream_id}")
+    sink = open_file_sink(out) if out is not None else None
+    received = 0
+    started = False
+    try:
+        with Subscriber(endpoint, topics=topics) as subscriber:
+            while count is None or received < count:
+                message = subscriber.recv(timeout=timeout)
+                if message is None:
+                    err.print(f"[yellow]No message for {timeout} s from {endpoint}; stopping.")
+                    break
+                if isinstance(message, StreamMetadata):
+                    if sink is not None:
+                        sink.start(message)
+                        started = True
+                    continue
+                if not isinstance(message, FrameResult):
+                    continue
+                if sink is not None:
+                    if not started:
+                        continue
+                    sink.write(message)
+                else:
+                    faces = ", ".join(
+                        f"#{f.track_id} yaw {f.pose.yaw:+.1f} pitch {f.pose.pitch:+.1f}" for f in message.faces
+                    )
+                    click.echo(f"{message.stream_id} frame {message.frame_index} pts {message.pts} [{faces}]")
+                received += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if sink is not None:
+            sink.close()
+    err.print(f"{received} frames received")
+
+
+@app.command()
+@click.argument("source")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None)
+@click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--realtime", is_flag=True, help="Pace the file as a live source and report capture-to-publish latency.")
+@click.option("--loop-seconds", type=float, default=None, help="Loop the file this long and report memory growth.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report as JSON.")
+def bench(source: str, max_frames: int | None, max_faces: int, realtime: bool, loop_seconds: float | None,
+          json_out: Path | None) -> None:
+    """Per-stage timings (median, p90) and end-to-end fps on SOURCE."""
+    from facetrack.tracker.bench import BenchConfig, render_report, run_bench
+
+    config = BenchConfig(source=source, max_frames=max_frames, max_faces=max_faces, realtime=realtime,
+                         loop_seconds=loop_seconds)
+    try:
+        report = run_bench(config)
+    except FacetrackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_USAGE)
+    Console().print(render_report(report))
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.model_dump(), indent=2))
+
+
+def main() -> None:
+    app(prog_name="facetrack")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Tracker configuration: one pydantic model, validated once, shared by the CLI and the API."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from facetrack.tracker.sources import SourceConfig
+
+
+class TrackerConfig(BaseModel):
+    """How to track: faces, thresholds, camera and the source's behaviour."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_faces: int = Field(1, ge=1, le=16, description="Most faces tracked at once.")
+    min_detection_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    min_tracking_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    focal_px: float | None = Field(None, gt=0, description="Camera focal length in pixels; default: image width.")
+    stream_id: str = Field("main", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Names the stream on the wire.")
+    max_frames: int | None = Field(None, ge=1, description="Stop after this many frames.")
+    source: SourceConfig = Field(default_factory=SourceConfig)
