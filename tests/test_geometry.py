@@ -12,6 +12,8 @@ from facetrack.tracker.pose import (
     estimate_head_pose,
     head_rotation,
     head_translation,
+    matrix_to_quaternion,
+    matrix_to_yaw_pitch_roll,
     to_camera_axes,
 )
 from facetrack.tracker.tracks import TrackAssigner
@@ -98,3 +100,13 @@ def test_translation_from_eye_corner_distance() -> None:
     # Moving the face right in the image moves it right (x up) in the camera frame.
     shifted = face + np.array([50, 0, 0])
     assert head_translation(shifted, (640, 480), focal)[0] > t[0]
+
+
+def test_quaternion_and_euler_match_scipy_for_random_rotations() -> None:
+    rotations = Rotation.random(500, random_state=1)
+    for rot in rotations:
+        matrix = rot.as_matrix()
+        expected = rot.as_quat()
+        expected = expected if expected[3] >= 0 else -expected
+        assert np.allclose(matrix_to_quaternion(matrix), expected, atol=1e-9)
+        assert np.allclose(matrix_to_yaw_pitch_roll(matrix), rot.as_euler("YXZ", degrees=True), atol=1e-6)

@@ -47,6 +47,8 @@ def app(verbose: int) -> None:
               help=f"Publish over ZeroMQ PUB (default endpoint {DEFAULT_ENDPOINT}).")
 @click.option("--wire", type=click.Choice(["msgpack", "json"]), default="msgpack", show_default=True,
               help="Payload encoding on the wire.")
+@click.option("--wait-subscribers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Before tracking, wait up to 10 s for this many subscribers (so none misses a frame).")
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option("--stream-id", default="main", show_default=True, help="Names the stream in topics and results.")
@@ -54,7 +56,8 @@ def app(verbose: int) -> None:
 @click.option("--loop", is_flag=True, help="Replay a file forever (stop with Ctrl-C).")
 @click.option("--focal-px", type=float, default=None, help="Camera focal length in pixels (default: image width).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str, max_faces: int,
+def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str, wait_subscribers: int,
+        max_faces: int,
         max_frames: int | None, stream_id: str, realtime: bool, loop: bool, focal_px: float | None,
         quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
@@ -63,7 +66,7 @@ def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str,
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.pipeline import Tracker
     from facetrack.tracker.progress import RunProgress
-    from facetrack.tracker.sources import SourceConfig
+    from facetrack.tracker.sources import SourceConfig, open_source
 
     config = TrackerConfig(
         max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
@@ -73,29 +76,34 @@ def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str,
         err.print("[yellow]No --out or --publish given: results are computed and discarded (see --help).")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     tracker = Tracker(config)
-    sinks = []
     progress = RunProgress(err, tracker, enabled=not quiet and err.is_terminal)
-    exit_code = 0
+    sinks = []
     try:
-        sinks = [open_file_sink(path) for path in outputs]
-        if endpoint is not None:
-            sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire)))
+        frames = open_source(source, config.source)  # before any output exists: a bad source leaves none
+        try:
+            for path in outputs:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sinks.append(open_file_sink(path))
+            if endpoint is not None:
+                sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire,
+                                                          wait_subscribers=wait_subscribers)))
+        except BaseException:
+            frames.close()
+            for sink in sinks:
+                sink.close()
+            raise
         with progress:
-            tracker.run(source, sinks, on_result=progress.on_result)
+            tracker.run(frames, sinks, on_result=progress.on_result)
     except KeyboardInterrupt:
         err.print(f"[yellow]Interrupted after {progress.frames} frames; outputs flushed and closed.")
         sys.exit(EXIT_INTERRUPTED)
     except (SourceDecodeError, SourceLostError) as exc:
         err.print(f"[red]error:[/] {exc}\n{progress.frames} frames before the error were written.")
-        exit_code = EXIT_SOURCE_FAILED
+        sys.exit(EXIT_SOURCE_FAILED)
     except FacetrackError as exc:
-        for sink in sinks:
-            sink.close()
         err.print(f"[red]error:[/] {exc}")
         sys.exit(EXIT_USAGE)
-    else:
-        err.print(progress.summary(outputs, endpoint))
-    sys.exit(exit_code)
+    err.print(progress.summary(outputs, endpoint))
 
 
 @app.command()

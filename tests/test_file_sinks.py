@@ -1,0 +1,191 @@
+"""File sinks: every format written and read back, .partial handling, and the errors a user sees."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from facetrack.adapters.file_sinks import (
+    PARQUET_ROW_GROUP,
+    SUPPORTED_EXTENSIONS,
+    csv_columns,
+    open_file_sink,
+    read_metadata,
+    read_results,
+)
+from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
+from facetrack.tracker.errors import SinkError
+from facetrack.tracker.schema import FrameResult
+from facetrack.tracker.sinks import Sink
+
+STREAM = 'cam "A", left'  # needs CSV quoting
+
+
+def comparable(result: FrameResult) -> Any:
+    """A dump with arrays as float32 lists, so results compare with ==."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return value.astype(np.float32).tolist()
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(result.model_dump(by_alias=True))
+
+
+def make_frames(count: int, full: bool) -> list[FrameResult]:
+    """Frames with 0, 1 and 2 faces in turn; frame 0 has no pts."""
+    rng = np.random.default_rng(count)
+    frames = [synthetic_result(rng, i, faces=(0, 1, 2)[i % 3], stream_id=STREAM, full=full) for i in range(count)]
+    frames[0].pts = None
+    return frames
+
+
+def write_all(path: Path, frames: list[FrameResult], close: bool = True) -> Sink:
+    sink = open_file_sink(path)
+    sink.start(synthetic_metadata(STREAM))
+    for frame in frames:
+        sink.write(frame)
+    if close:
+        sink.close()
+    return sink
+
+
+@pytest.mark.parametrize("extension", SUPPORTED_EXTENSIONS)
+def test_round_trip(tmp_path: Path, extension: str) -> None:
+    # JSON lines are lossless; the tabular formats carry the fields in csv_columns().
+    frames = make_frames(40, full=extension == ".jsonl")
+    path = tmp_path / f"out{extension}"
+    write_all(path, frames)
+    assert path.exists() and not (tmp_path / f"out{extension}.partial").exists()
+    back = read_results(path)
+    assert [comparable(b) for b in back] == [comparable(f) for f in frames]
+    assert any(not f.faces for f in back) and any(len(f.faces) == 2 for f in back)
+    assert any(f.blendshapes is None for r in back for f in r.faces) == (extension != ".jsonl")
+
+
+@pytest.mark.parametrize("extension", SUPPORTED_EXTENSIONS)
+def test_empty_run_is_a_valid_file(tmp_path: Path, extension: str) -> None:
+    path = tmp_path / f"empty{extension}"
+    write_all(path, [])
+    assert read_results(path) == []
+
+
+@pytest.mark.parametrize("extension", [".parquet", ".npz"])
+def test_metadata_is_recorded(tmp_path: Path, extension: str) -> None:
+    path = tmp_path / f"out{extension}"
+    write_all(path, make_frames(3, full=False))
+    metadata = read_metadata(path)
+    assert metadata is not None and metadata.stream_id == STREAM and metadata.model_id == "builtin-478"
+
+
+def test_csv_layout(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    write_all(path, make_frames(3, full=False))
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    assert tuple(header) == csv_columns()
+    assert header[:8] == ["frame_index", "pts", "capture_time", "stream_id", "width", "height", "track_id", "score"]
+    assert header[22:24] == ["eyeBlinkLeft", "eyeLookDownLeft"] and header[-1] == "lm477_z"
+    assert len(header) == 22 + 52 + 478 * 3
+    assert len(lines) == 1 + 1 + 1 + 2  # no-face row, one face, two faces
+    assert lines[1].split(",")[0] == "0" and ',-1,' in lines[1]
+
+
+def test_partial_while_running_and_readable_after_a_crash(tmp_path: Path) -> None:
+    frames = make_frames(10, full=True)
+    for extension in (".jsonl", ".csv"):
+        path = tmp_path / f"run{extension}"
+        write_all(path, frames, close=False)  # the process "dies" here
+        partial = tmp_path / f"run{extension}.partial"
+        assert partial.exists() and not path.exists()
+        with partial.open("ab") as f:
+            f.write(b'{"schema": "facetrack.fra')  # a line cut short by the crash
+        assert [r.frame_index for r in read_results(partial)] == list(range(10))
+
+
+def test_parquet_writes_row_groups_while_running(tmp_path: Path) -> None:
+    frames = make_frames(PARQUET_ROW_GROUP + 100, full=False)
+    path = tmp_path / "out.parquet"
+    sink = write_all(path, frames, close=False)
+    assert (tmp_path / "out.parquet.partial").stat().st_size > 100_000  # the first row group is on disk
+    sink.close()
+    sink.close()  # idempotent
+    rows = sum(max(1, len(f.faces)) for f in frames)
+    assert pq.ParquetFile(path).metadata.num_rows == rows
+    assert pq.ParquetFile(path).metadata.num_row_groups == -(-rows // PARQUET_ROW_GROUP)
+
+
+def test_unknown_extension(tmp_path: Path) -> None:
+    with pytest.raises(SinkError, match=r"unknown extension '\.txt'.*\.jsonl, \.csv, \.parquet, \.npz"):
+        open_file_sink(tmp_path / "out.txt")
+
+
+def test_unwritable_path(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "out.jsonl"
+    with pytest.raises(SinkError, match=r"missing/out\.jsonl\.partial.*No such file"):
+        open_file_sink(target)
+
+
+def test_write_after_close(tmp_path: Path) -> None:
+    sink = write_all(tmp_path / "out.jsonl", [])
+    with pytest.raises(SinkError, match="closed"):
+        sink.write(make_frames(1, full=True)[0])
+
+
+_DISK_FULL = textwrap.dedent(
+    """
+    import json, resource, signal, sys
+    from pathlib import Path
+    import numpy as np
+    from facetrack.adapters.file_sinks import open_file_sink
+    from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
+    from facetrack.tracker.errors import SinkError
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+    report = {}
+    for ext in (".jsonl", ".csv", ".parquet", ".npz"):
+        sink = open_file_sink(Path(sys.argv[1]) / f"out{ext}")
+        sink.start(synthetic_metadata())
+        rng = np.random.default_rng(0)
+        error = None
+        try:
+            for i in range(2000):
+                sink.write(synthetic_result(rng, i, faces=1, full=False))
+        except SinkError as exc:
+            error = str(exc)
+        try:
+            sink.close()
+        except SinkError as exc:
+            error = error or str(exc)
+        sink.close()
+        report[ext] = error
+    print(json.dumps(report))
+    """
+)
+
+
+def test_disk_full_is_a_sink_error_and_keeps_what_was_written(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", _DISK_FULL, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    for extension, error in report.items():
+        assert error is not None and f"out{extension}.partial" in error and "too large" in error, (extension, error)
+        assert not (tmp_path / f"out{extension}").exists()
+    salvaged = read_results(tmp_path / "out.jsonl.partial")
+    assert len(salvaged) > 0 and [r.frame_index for r in salvaged] == list(range(len(salvaged)))
+    assert len(read_results(tmp_path / "out.csv.partial")) > 0
