@@ -7,7 +7,9 @@ its detection stream so faces carry the detector's score.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
@@ -28,6 +30,33 @@ _LANDMARKS = 478
 # tag+length, then tag+float32 for x, y and z. Column indices of the 12 float bytes.
 _RECORD = 17
 _FLOAT_BYTES = np.array([3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16])
+
+
+log = logging.getLogger("facetrack.engines")
+# mediapipe's native code logs set-up chatter (TFLite delegate, absl warnings) straight to
+# file descriptor 2 on its first inferences. We hide it for the first frames, until a face
+# has gone through both models, unless debug logging is on.
+_QUIET_FRAMES = 100
+
+
+class _NativeStderrSilencer:
+    """Points file descriptor 2 at /dev/null between start() and stop() (the graph's own threads log there)."""
+
+    def __init__(self) -> None:
+        self._saved: int | None = None
+
+    def start(self) -> None:
+        if self._saved is None:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+
+    def stop(self) -> None:
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._saved = None
 
 
 def _landmarks_to_array(landmark_list, width: int, height: int) -> np.ndarray:
@@ -53,6 +82,10 @@ class MediapipeFaceMesh:
         min_tracking_confidence: float = 0.5,
         static_images: bool = False,
     ) -> None:
+        self._quiet_frames = 0 if log.isEnabledFor(logging.DEBUG) else _QUIET_FRAMES
+        self._silencer = _NativeStderrSilencer()
+        if self._quiet_frames:
+            self._silencer.start()
         self._graph = SolutionBase(
             binary_graph_path=_GRAPH,
             side_inputs={
@@ -70,6 +103,10 @@ class MediapipeFaceMesh:
     def process(self, image: np.ndarray) -> list[DetectedFace]:
         height, width = image.shape[:2]
         output = self._graph.process({"image": image})
+        if self._quiet_frames:
+            self._quiet_frames = 0 if output.multi_face_landmarks else self._quiet_frames - 1
+            if not self._quiet_frames:
+                self._silencer.stop()
         if not output.multi_face_landmarks:
             return []
         faces = [_landmarks_to_array(lm, width, height) for lm in output.multi_face_landmarks]
@@ -94,6 +131,7 @@ class MediapipeFaceMesh:
         ]
 
     def close(self) -> None:
+        self._silencer.stop()
         self._graph.close()
 
     def __enter__(self) -> MediapipeFaceMesh:

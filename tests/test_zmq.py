@@ -211,3 +211,23 @@ def test_subscriber_arguments() -> None:
     sub.close()
     with pytest.raises(RuntimeError, match="closed"):
         sub.recv(timeout=0)
+
+
+def test_wait_subscribers_delivers_from_the_first_message() -> None:
+    rng = np.random.default_rng(1)
+    with open_publisher(wait_subscribers=1, wait_timeout_s=10) as pub, Subscriber(pub.endpoint) as sub:
+        pub.start(synthetic_metadata())  # returns once the subscription has arrived
+        first = sub.recv(timeout=2.0)
+        assert isinstance(first, StreamMetadata)  # the start-of-stream metadata is not lost
+        pub.write(synthetic_result(rng, 0))
+        frame = sub.recv(timeout=2.0)
+        assert isinstance(frame, FrameResult) and frame.frame_index == 0
+
+
+def test_wait_subscribers_gives_up_after_its_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    with open_publisher(wait_subscribers=2, wait_timeout_s=0.3) as pub, Subscriber(pub.endpoint):
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="facetrack.zmq"):
+            pub.start(synthetic_metadata())
+        assert 0.25 <= time.monotonic() - started < 3.0
+    assert "1 of 2 subscribers" in caplog.text

@@ -1,0 +1,83 @@
+"""NME of the fitted model's 68 iBUG points on the AFLW2000-3D sample (16 images).
+
+Each image: mediapipe face mesh (static mode, 478 points) -> one fresh track of the
+fitter -> the model's 68 points projected -> error against the re-annotated 68 points
+(`labels/*_reannotated2d.pts`), normalised by sqrt(w * h) of the ground-truth box, as
+3DDFA and its successors report it.
+
+    python scripts/fit_aflw2000.py                       # builtin and ict (if installed)
+    python scripts/fit_aflw2000.py --models builtin
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from facetrack.tracker.facemodel.fitter import FaceModelFitter
+from facetrack.tracker.facemodel.format import ModelError
+from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = Path(os.environ.get("FACETRACK_MEDIA", ROOT.parent / "shared" / "media"))
+DATA = MEDIA / "landmarks" / "aflw2000_3d"
+
+
+def read_pts(path: Path) -> np.ndarray:
+    """An iBUG `.pts` file -> (68, 2); its 1-based pixel convention is kept as written."""
+    lines = path.read_text().split("{", 1)[1].split("}", 1)[0].split()
+    return np.array(lines, np.float64).reshape(-1, 2)
+
+
+def landmarks(image_path: Path) -> tuple[np.ndarray | None, tuple[int, int]]:
+    import av
+    import mediapipe as mp
+
+    with av.open(str(image_path)) as c:
+        img = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    h, w = img.shape[:2]
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as fm:
+        r = fm.process(img)
+    if not r.multi_face_landmarks:
+        return None, (w, h)
+    return np.array([[p.x * w, p.y * h, p.z * w] for p in r.multi_face_landmarks[0].landmark]), (w, h)
+
+
+def nme(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean point error / sqrt(box area) of the ground truth, in percent."""
+    wh = gt.max(0) - gt.min(0)
+    return float(100 * np.linalg.norm(pred - gt, axis=1).mean() / np.sqrt(wh[0] * wh[1]))
+
+
+def main(models: str = typer.Option("builtin,ict", help="Comma-separated model ids."),
+         data: Path = typer.Option(DATA, help="Folder with image*.jpg and labels/.")) -> None:
+    images = sorted(data.glob("image*.jpg"))
+    if not images:
+        raise typer.BadParameter(f"no images in {data} (set FACETRACK_MEDIA)")
+    cache = {p: landmarks(p) for p in images}
+    for mid in models.split(","):
+        try:
+            model = None if mid == BUILTIN_ID else load_model(mid)
+        except ModelError as exc:
+            print(f"{mid}: skipped ({exc})")
+            continue
+        errs, missed = [], []
+        for p in images:
+            lm, size = cache[p]
+            if lm is None:
+                missed.append(p.name)
+                continue
+            gt = read_pts(data / "labels" / f"{p.stem}_reannotated2d.pts")
+            fitter = FaceModelFitter(model)
+            res = fitter.fit(0, lm, size)
+            errs.append(nme(res.landmarks68, gt))
+        e = np.array(errs)
+        print(f"{mid:8s} NME (sqrt(wh) of the GT box): mean {e.mean():.2f}%  median {np.median(e):.2f}%  "
+              f"max {e.max():.2f}%  on {len(e)}/{len(images)} images" + (f"; no face: {missed}" if missed else ""))
+
+
+if __name__ == "__main__":
+    typer.run(main)
