@@ -99,14 +99,14 @@ def test_sigint_flushes_and_closes_outputs(short_face_clip: Path, tmp_path: Path
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial = out.with_name(out.name + ".partial")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 200_000):
+    while time.monotonic() < deadline and (not partial.exists() or partial.read_bytes().count(b"\n") < 20):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert "Interrupted" in stderr
     results = read_results(out)
-    assert len(results) > 10
+    assert len(results) >= 20
     assert [r.frame_index for r in results] == list(range(len(results)))
 
 

@@ -35,6 +35,7 @@ class BenchConfig(BaseModel):
     max_faces: int = 1
     realtime: bool = False
     loop_seconds: float | None = None
+    model: str | None = "builtin"
 
 
 class LatencySummary(BaseModel):
@@ -56,6 +57,7 @@ class MemorySummary(BaseModel):
 
 class BenchReport(BaseModel):
     source: SourceInfo
+    model: str | None
     frames: int
     frames_with_face: int
     stages: dict[str, StageSummary]
@@ -116,6 +118,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
     decode_timings, decode_fps = _decode_pass(config.source, config.max_frames)
     tracker_config = TrackerConfig(
         max_faces=config.max_faces,
+        model=config.model,
         max_frames=None if config.loop_seconds else config.max_frames,
         source=SourceConfig(realtime=config.realtime, loop=config.loop_seconds is not None),
     )
@@ -149,6 +152,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
     stages = {**decode_timings.summary(), **tracker.timings.summary()}
     return BenchReport(
         source=tracker.metadata.source,
+        model=config.model,
         frames=counts["frames"],
         frames_with_face=counts["with_face"],
         stages=stages,
@@ -207,7 +211,7 @@ class _MemoryProbe:
 def render_report(report: BenchReport) -> Table:
     info = report.source
     table = Table(title=f"{info.uri}  {info.width}x{info.height}  {report.frames} frames  "
-                        f"({report.frames_with_face} with a face)")
+                        f"({report.frames_with_face} with a face)  model {report.model or 'none'}")
     for column in ("stage", "median ms", "p90 ms", "p99 ms", "frames"):
         table.add_column(column, justify="right" if column != "stage" else "left")
     for name, stage in report.stages.items():

@@ -47,17 +47,23 @@ def app(verbose: int) -> None:
               help=f"Publish over ZeroMQ PUB (default endpoint {DEFAULT_ENDPOINT}).")
 @click.option("--wire", type=click.Choice(["msgpack", "json"]), default="msgpack", show_default=True,
               help="Payload encoding on the wire.")
+@click.option("--vmc", is_flag=False, flag_value="127.0.0.1:39539", default=None, metavar="[HOST:PORT]",
+              help="Send to a VTuber app over the VMC protocol (OSC/UDP, default 127.0.0.1:39539).")
+@click.option("--livelink", default=None, metavar="HOST:PORT",
+              help="Send Live Link Face packets to Unreal (UDP; port defaults to 11111).")
 @click.option("--wait-subscribers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Before tracking, wait up to 10 s for this many subscribers (so none misses a frame).")
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--model", default="builtin", show_default=True,
+              help="Face model fitted per face (see `facetrack models list`); `none` for landmarks and rigid pose only.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option("--stream-id", default="main", show_default=True, help="Names the stream in topics and results.")
 @click.option("--realtime", is_flag=True, help="Pace a file at its frame rate and treat it as live.")
 @click.option("--loop", is_flag=True, help="Replay a file forever (stop with Ctrl-C).")
 @click.option("--focal-px", type=float, default=None, help="Camera focal length in pixels (default: image width).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str, wait_subscribers: int,
-        max_faces: int,
+def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str, vmc: str | None,
+        livelink: str | None, wait_subscribers: int, max_faces: int, model: str,
         max_frames: int | None, stream_id: str, realtime: bool, loop: bool, focal_px: float | None,
         quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
@@ -70,10 +76,10 @@ def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str,
 
     config = TrackerConfig(
         max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
-        source=SourceConfig(realtime=realtime, loop=loop),
+        model=None if model == "none" else model, source=SourceConfig(realtime=realtime, loop=loop),
     )
-    if not outputs and endpoint is None:
-        err.print("[yellow]No --out or --publish given: results are computed and discarded (see --help).")
+    if not outputs and endpoint is None and vmc is None and livelink is None:
+        err.print("[yellow]No --out, --publish, --vmc or --livelink given: results are discarded (see --help).")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     tracker = Tracker(config)
     progress = RunProgress(err, tracker, enabled=not quiet and err.is_terminal)
@@ -87,6 +93,7 @@ def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str,
             if endpoint is not None:
                 sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire,
                                                           wait_subscribers=wait_subscribers)))
+            sinks.extend(_udp_sinks(vmc, livelink))
         except BaseException:
             frames.close()
             for sink in sinks:
@@ -104,6 +111,28 @@ def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str,
         err.print(f"[red]error:[/] {exc}")
         sys.exit(EXIT_USAGE)
     err.print(progress.summary(outputs, endpoint))
+
+
+def _udp_sinks(vmc: str | None, livelink: str | None) -> list:
+    """VMC and Live Link senders for the addresses given on the command line."""
+    from facetrack.adapters.livelink import DEFAULT_PORT as LIVELINK_PORT
+    from facetrack.adapters.livelink import LiveLinkConfig, LiveLinkSender
+    from facetrack.adapters.vmc import DEFAULT_PORT as VMC_PORT
+    from facetrack.adapters.vmc import VmcConfig, VmcSender, parse_host_port
+
+    sinks = []
+    for value, option, port, build in (
+        (vmc, "--vmc", VMC_PORT, lambda h, p: VmcSender(VmcConfig(host=h, port=p))),
+        (livelink, "--livelink", LIVELINK_PORT, lambda h, p: LiveLinkSender(LiveLinkConfig(host=h, port=p))),
+    ):
+        if value is None:
+            continue
+        try:
+            host, port_number = parse_host_port(value, port)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+        sinks.append(build(host, port_number))
+    return sinks
 
 
 @app.command()
@@ -180,17 +209,18 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
 @click.argument("source")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None)
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--model", default="builtin", show_default=True, help="Face model to fit; `none` for landmarks only.")
 @click.option("--realtime", is_flag=True, help="Pace the file as a live source and report capture-to-publish latency.")
 @click.option("--loop-seconds", type=float, default=None, help="Loop the file this long and report memory growth.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON.")
-def bench(source: str, max_frames: int | None, max_faces: int, realtime: bool, loop_seconds: float | None,
-          json_out: Path | None) -> None:
+def bench(source: str, max_frames: int | None, max_faces: int, model: str, realtime: bool,
+          loop_seconds: float | None, json_out: Path | None) -> None:
     """Per-stage timings (median, p90) and end-to-end fps on SOURCE."""
     from facetrack.tracker.bench import BenchConfig, render_report, run_bench
 
     config = BenchConfig(source=source, max_frames=max_frames, max_faces=max_faces, realtime=realtime,
-                         loop_seconds=loop_seconds)
+                         loop_seconds=loop_seconds, model=None if model == "none" else model)
     try:
         report = run_bench(config)
     except FacetrackError as exc:
@@ -199,6 +229,15 @@ def bench(source: str, max_frames: int | None, max_faces: int, realtime: bool, l
     Console().print(render_report(report))
     if json_out is not None:
         json_out.write_text(json.dumps(report.model_dump(), indent=2))
+
+
+def _mount_subcommands() -> None:
+    from facetrack.tracker.facemodel.cli import models_group
+
+    app.add_command(models_group)
+
+
+_mount_subcommands()
 
 
 def main() -> None:

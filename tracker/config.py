@@ -18,4 +18,8 @@ class TrackerConfig(BaseModel):
     focal_px: float | None = Field(None, gt=0, description="Camera focal length in pixels; default: image width.")
     stream_id: str = Field("main", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Names the stream on the wire.")
     max_frames: int | None = Field(None, ge=1, description="Stop after this many frames.")
+    model: str | None = Field(
+        "builtin",
+        description="Morphable model fitted per face (`facetrack models list`); None tracks landmarks and rigid pose only.",
+    )
     source: SourceConfig = Field(default_factory=SourceConfig)

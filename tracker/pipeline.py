@@ -1,4 +1,4 @@
-"""The streaming pipeline: source -> landmarks -> tracks -> pose -> FrameResult -> sinks."""
+"""The streaming pipeline: source -> landmarks -> tracks -> pose -> model fit -> FrameResult -> sinks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from facetrack.engines.base import LandmarkEngine
+import numpy as np
+
+from facetrack.engines.base import DetectedFace, LandmarkEngine
 from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
 from facetrack.tracker.config import TrackerConfig
+from facetrack.tracker.fitting import FitStage
 from facetrack.tracker.geometry import landmark_box
 from facetrack.tracker.pose import estimate_head_pose
 from facetrack.tracker.schema import FaceResult, FrameResult, StreamMetadata
@@ -41,6 +44,7 @@ class Tracker:
         self.timings = StageTimings()
         self.metadata: StreamMetadata | None = None
         self._source: FrameSource | None = None
+        self._fit: FitStage | None = None
 
     def track(self, source: SourceLike) -> Iterator[FrameResult]:
         """Results for every frame of `source`, in order (live sources may skip frames, counted).
@@ -52,7 +56,9 @@ class Tracker:
     def _open(self, source: SourceLike) -> FrameSource:
         frames = source if isinstance(source, FrameSource) else open_source(source, self.config.source)
         self._source = frames
-        self.metadata = StreamMetadata(stream_id=self.config.stream_id, source=frames.info, started_at=time.time())
+        self._fit = FitStage(self.config.model, self.config.focal_px) if self.config.model else None
+        metadata = StreamMetadata(stream_id=self.config.stream_id, source=frames.info, started_at=time.time())
+        self.metadata = self._fit.describe(metadata) if self._fit else metadata
         return frames
 
     def _results(self, frames: FrameSource) -> Iterator[FrameResult]:
@@ -73,30 +79,16 @@ class Tracker:
         t0 = time.perf_counter()
         detected = engine.process(frame.image)
         t1 = time.perf_counter()
-        faces: list[FaceResult] = []
-        if detected:
-            boxes = [landmark_box(face.landmarks) for face in detected]
-            assigned = tracks.assign(boxes, [face.detection_score for face in detected])
-            for face, box, track in zip(detected, boxes, assigned):
-                faces.append(
-                    FaceResult.model_construct(
-                        track_id=track.track_id,
-                        bbox=tuple(box.tolist()),
-                        score=track.score,
-                        landmarks=face.landmarks,
-                        pose=estimate_head_pose(face.landmarks, (width, height), self.config.focal_px),
-                        blendshapes=None,
-                        coefficients=None,
-                        landmarks68=None,
-                        eyes=None,
-                        mouth_openness=None,
-                    )
-                )
-        else:
-            tracks.assign([], [])
-        t2 = time.perf_counter()
+        boxes = [landmark_box(face.landmarks) for face in detected]
+        assigned = tracks.assign(boxes, [face.detection_score for face in detected])
+        if self._fit is not None:
+            self._fit.forget(tracks.ended)
+        faces = [
+            self._describe_face(face, box, track.track_id, track.score, (width, height))
+            for face, box, track in zip(detected, boxes, assigned)
+        ]
         self.timings.record("landmarks", t1 - t0)
-        self.timings.record("pose", t2 - t1)
+        self.timings.record("fit" if self._fit is not None else "pose", time.perf_counter() - t1)
         return FrameResult.model_construct(
             schema_id="facetrack.frame/1",
             stream_id=self.config.stream_id,
@@ -109,6 +101,28 @@ class Tracker:
             dropped_frames=frame.dropped,
             faces=faces,
         )
+
+    def _describe_face(
+        self, face: DetectedFace, box: np.ndarray, track_id: int, score: float, image_size: tuple[int, int]
+    ) -> FaceResult:
+        """A face's result: the model fit when a model is configured, else the rigid landmark pose."""
+        result = FaceResult.model_construct(
+            track_id=track_id,
+            bbox=tuple(box.tolist()),
+            score=score,
+            landmarks=face.landmarks,
+            pose=None,
+            blendshapes=None,
+            coefficients=None,
+            landmarks68=None,
+            eyes=None,
+            mouth_openness=None,
+        )
+        if self._fit is not None:
+            self._fit.apply(result, image_size)
+        else:
+            result.pose = estimate_head_pose(face.landmarks, image_size, self.config.focal_px)
+        return result
 
     def run(
         self,

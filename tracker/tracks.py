@@ -32,6 +32,8 @@ class TrackAssigner:
         self.max_missed = max_missed
         self._tracks: list[Track] = []
         self._next_id = 0
+        self.ended: list[int] = []
+        """Ids of the tracks the last assign() dropped (their per-track state can be freed)."""
 
     def assign(self, boxes: np.ndarray, scores: list[float | None]) -> list[Track]:
         """The track of each box, in the boxes' order; a None score keeps the track's last score."""
@@ -56,6 +58,7 @@ class TrackAssigner:
         for track in self._tracks:
             if id(track) not in seen:
                 track.missed += 1
+        self.ended = [t.track_id for t in self._tracks if t.missed > self.max_missed]
         self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
         return result
 

@@ -1,29 +1,32 @@
-"""`facetrack models ...`: list, inspect and install face models (a typer sub-app)."""
+"""`facetrack models ...`: list, inspect and install face models."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-import typer
+import click
 from rich.console import Console
 from rich.table import Table
 
 from facetrack.tracker.facemodel.format import ModelError
 from facetrack.tracker.facemodel.registry import list_models, model_info, models_dir
 
-models_app = typer.Typer(help="Morphable face models: list, inspect, install.", no_args_is_help=True)
-install_app = typer.Typer(help="Install a face model into the user data directory.", no_args_is_help=True)
-models_app.add_typer(install_app, name="install")
 console = Console()
 
 
 def _fail(exc: ModelError) -> None:
-    console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(code=1)
+    Console(stderr=True).print(f"[red]error:[/red] {exc}")
+    sys.exit(1)
 
 
-@models_app.command("list")
+@click.group("models")
+def models_group() -> None:
+    """Morphable face models: list, inspect, install."""
+
+
+@models_group.command("list")
 def list_cmd() -> None:
     """The built-in model and every installed model."""
     table = Table("id", "name", "licence", "identity", "expression", "vertices")
@@ -33,9 +36,10 @@ def list_cmd() -> None:
     console.print(f"models directory: {models_dir()}")
 
 
-@models_app.command("info")
-def info_cmd(model_id: str = typer.Argument(..., help="Model id, e.g. builtin or ict.")) -> None:
-    """Details of one model (metadata, sizes, expression names)."""
+@models_group.command("info")
+@click.argument("model_id")
+def info_cmd(model_id: str) -> None:
+    """Details of one model (metadata, sizes, expression names), e.g. builtin or ict."""
     try:
         info = model_info(model_id)
     except ModelError as exc:
@@ -44,11 +48,15 @@ def info_cmd(model_id: str = typer.Argument(..., help="Model id, e.g. builtin or
     console.print_json(json.dumps(info.model_dump()))
 
 
-@install_app.command("ict")
-def install_ict_cmd(
-    source: str = typer.Option(None, "--from", help="ICT-FaceKit folder, its zip, the converted .npz, or a URL "
-                                                     "(default: the upstream GitHub archive)."),
-) -> None:
+@models_group.group("install")
+def install_group() -> None:
+    """Install a face model into the user data directory."""
+
+
+@install_group.command("ict")
+@click.option("--from", "source", default=None,
+              help="ICT-FaceKit folder, its zip, the converted .npz, or a URL (default: the upstream GitHub archive).")
+def install_ict_cmd(source: str | None) -> None:
     """ICT Face Model Light (MIT): 100 identity modes, 53 ARKit-named expressions."""
     from facetrack.tracker.facemodel.ict import install_ict
 
@@ -63,7 +71,7 @@ def install_ict_cmd(
                   f"left/right symmetry {report.symmetry_mm_mean:.2f} mm mean")
 
 
-def _install_raw(kind: str, path: Path) -> None:
+def _install_licensed(kind: str, path: Path) -> None:
     from facetrack.tracker.facemodel import loaders
     from facetrack.tracker.facemodel.registry import install_model
 
@@ -77,19 +85,22 @@ def _install_raw(kind: str, path: Path) -> None:
     console.print(f"installed [bold]{model.id}[/bold] -> {dest}")
 
 
-@install_app.command("bfm2009")
-def install_bfm2009_cmd(path: Path = typer.Option(..., "--from", exists=True, help="01_MorphableModel.mat")) -> None:
-    """Basel Face Model 2009 from your licensed copy."""
-    _install_raw("bfm2009", path)
+_LICENSED = {
+    "bfm2009": ("01_MorphableModel.mat", "Basel Face Model 2009 from your licensed copy."),
+    "bfm-front": ("BFM_model_front.mat", "Deep3DFaceRecon's BFM_model_front.mat from your licensed copy."),
+    "flame": ("generic_model.pkl", "FLAME generic_model.pkl from your licensed copy (read without executing code)."),
+}
 
 
-@install_app.command("bfm-front")
-def install_bfm_front_cmd(path: Path = typer.Option(..., "--from", exists=True, help="BFM_model_front.mat")) -> None:
-    """Deep3DFaceRecon's BFM_model_front.mat from your licensed copy."""
-    _install_raw("bfm-front", path)
+def _licensed_command(kind: str, filename: str, doc: str) -> click.Command:
+    @click.command(kind, help=doc)
+    @click.option("--from", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help=filename)
+    def command(path: Path) -> None:
+        _install_licensed(kind, path)
+
+    return command
 
 
-@install_app.command("flame")
-def install_flame_cmd(path: Path = typer.Option(..., "--from", exists=True, help="generic_model.pkl")) -> None:
-    """FLAME generic_model.pkl from your licensed copy (read without executing code)."""
-    _install_raw("flame", path)
+for _kind, (_filename, _doc) in _LICENSED.items():
+    install_group.add_command(_licensed_command(_kind, _filename, _doc))

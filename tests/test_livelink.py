@@ -1,0 +1,107 @@
+"""Live Link Face packets, decoded by an independent reader written from the documented layout."""
+
+from __future__ import annotations
+
+import math
+import socket
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from facetrack.adapters.livelink import CURVE_COUNT, LiveLinkConfig, LiveLinkSender, encode_packet, frame_time
+from facetrack.tracker.errors import SinkError
+from facetrack.tracker.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
+
+
+def _decode(packet: bytes) -> dict:
+    """Unreal's reader (FNboSerializeFromBuffer, big-endian): version, device id, subject, frame time, curves."""
+    pos = 0
+
+    def take(fmt: str):
+        nonlocal pos
+        values = struct.unpack_from(fmt, packet, pos)
+        pos += struct.calcsize(fmt)
+        return values
+
+    def string() -> str:
+        nonlocal pos
+        (length,) = take(">i")
+        assert 0 <= length <= len(packet) - pos
+        text = packet[pos:pos + length].decode("utf-8")
+        pos += length
+        return text
+
+    (version,) = take(">B")
+    device = string()
+    subject = string()
+    frame_number, sub_frame, numerator, denominator = take(">ifii")
+    (count,) = take(">B")
+    curves = take(f">{count}f")
+    assert pos == len(packet), "trailing bytes"
+    return {"version": version, "device": device, "subject": subject, "frame": frame_number, "sub": sub_frame,
+            "rate": (numerator, denominator), "curves": list(curves)}
+
+
+def _face(track_id: int, weights: np.ndarray | None, yaw: float = 0.0) -> FaceResult:
+    return FaceResult(track_id=track_id, bbox=(0, 0, 1, 1), score=1.0, landmarks=np.zeros((478, 3), np.float32),
+                      pose=HeadPose(rotation=(0, 0, 0, 1), yaw=yaw, pitch=-5.0, roll=2.5, translation=(0, 0, -60)),
+                      blendshapes=weights)
+
+
+def _frame(index: int, faces: list[FaceResult], pts: float | None) -> FrameResult:
+    return FrameResult(stream_id="s", frame_index=index, pts=pts, capture_time=1_700_000_000.25, width=1, height=1,
+                       faces=faces)
+
+
+def test_packet_layout_matches_the_pylivelinkface_reference_bytes() -> None:
+    """PyLiveLinkFace writes '<I' 6 then '$'+uuid: i.e. byte 6, big-endian length 36, 36 id bytes."""
+    device = "0123456789ABCDEF0123456789ABCDEF0123"
+    packet = encode_packet(device, "Sub", 100, 0.5, 60, [0.0] * CURVE_COUNT)
+    assert packet[:5] == struct.pack("<I", 6) + b"$"
+    assert packet[5:41] == device.encode()
+    assert len(packet) == 1 + 4 + 36 + 4 + 3 + 16 + 1 + 4 * 61
+
+
+def test_sender_packets_decode_to_our_values_over_real_udp() -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2.0)
+    weights = np.linspace(0, 1, 52, dtype=np.float32)
+    sender = LiveLinkSender(LiveLinkConfig(port=receiver.getsockname()[1], subject="Face1", fps=30, track_id=5))
+    sender.start(StreamMetadata(stream_id="s", source=SourceInfo(uri="x", live=False, width=1, height=1),
+                                started_at=time.time()))
+    try:
+        sender.write(_frame(0, [_face(1, None), _face(5, weights, yaw=30.0)], pts=2.51))
+        sender.write(_frame(1, [_face(5, None, yaw=-10.0)], pts=None))  # live: time of day, head only
+        sender.write(_frame(2, [_face(1, weights)], pts=3.0))  # track 5 absent: nothing sent
+        first = _decode(receiver.recv(2048))
+        second = _decode(receiver.recv(2048))
+        receiver.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            receiver.recv(2048)
+    finally:
+        receiver.close()
+        sender.close()
+    assert first["version"] == 6 and first["subject"] == "Face1" and first["device"] == sender.config.device_id
+    assert first["rate"] == (30, 1) and first["frame"] == 75 and first["sub"] == pytest.approx(0.3, abs=1e-4)
+    assert len(first["curves"]) == 61
+    np.testing.assert_array_equal(np.array(first["curves"][:52], np.float32), weights)
+    np.testing.assert_allclose(first["curves"][52:55], [math.radians(30), math.radians(-5), math.radians(2.5)],
+                               rtol=1e-6)
+    assert first["curves"][55:] == [0.0] * 6
+    assert second["curves"][:52] == [0.0] * 52
+    assert second["curves"][52] == pytest.approx(math.radians(-10))
+    expected = frame_time(_frame(1, [], pts=None), 30)
+    assert (second["frame"], second["sub"]) == (expected[0], pytest.approx(expected[1], abs=1e-4))
+    assert sender.packets_sent == 2
+    with pytest.raises(SinkError):
+        sender.write(_frame(3, [], pts=1.0))
+
+
+def test_rejects_wrong_curve_counts_and_long_names() -> None:
+    with pytest.raises(ValueError, match="61"):
+        encode_packet("d", "s", 0, 0.0, 60, [0.0] * 52)
+    with pytest.raises(ValueError, match="255"):
+        LiveLinkSender(LiveLinkConfig(subject="x" * 300))
