@@ -37,6 +37,13 @@ def test_every_decoded_frame_yields_one_result_in_order(short_face_clip: Path) -
     assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
     assert 0.5 <= face.score <= 1.0
     assert abs(face.pose.yaw) < 45 and face.pose.translation[2] < 0
+    # The default built-in model fills the blendshapes, its coefficients and the 68 points.
+    assert tracker.metadata.model_id == "builtin" and tracker.metadata.expression_size == 52
+    last = results[-1].faces[0]
+    assert last.blendshapes.shape == (52,) and ((last.blendshapes >= 0) & (last.blendshapes <= 1)).all()
+    assert last.coefficients.model_id == "builtin" and last.landmarks68.shape == (68, 2)
+    inside = (last.landmarks68 >= 0) & (last.landmarks68 <= 512)
+    assert inside.all()
 
 
 def test_frames_without_a_face_still_yield_results(blank_clip: Path) -> None:
@@ -80,3 +87,24 @@ def test_max_frames_and_stage_timings(short_face_clip: Path) -> None:
     assert len(results) == 7
     summary = tracker.timings.summary()
     assert summary["landmarks"].frames == 7 and summary["landmarks"].median_ms > 0
+
+
+@pytest.mark.media
+def test_live_source_drops_oldest_frames_and_counts_them(short_face_clip: Path) -> None:
+    import time
+
+    from facetrack.tracker.sources import SourceConfig
+
+    config = TrackerConfig(model=None, source=SourceConfig(realtime=True, queue_size=2))
+    with Tracker(config) as tracker:
+        results = []
+        for result in tracker.track(short_face_clip):
+            results.append(result)
+            time.sleep(0.15)  # a consumer far slower than 25 fps
+    indices = [r.frame_index for r in results]
+    assert tracker.metadata.source.live
+    assert len(results) < 40 and indices == sorted(set(indices))
+    drops = [r.dropped_frames for r in results]
+    assert drops == sorted(drops) and drops[-1] > 0
+    # Every frame is either delivered or counted as dropped (the last ones may still be queued).
+    assert len(results) + drops[-1] <= 40 <= len(results) + drops[-1] + 2
