@@ -33,9 +33,8 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from facetrack.adapters.vmc import UdpSender, select_face
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, StreamMetadata
+from facetrack.adapters.udp import DatagramSink
+from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult
 
 DEFAULT_PORT = 11111
 PACKET_VERSION = 6
@@ -104,45 +103,18 @@ def curves_for(face: FaceResult) -> list[float]:
     return [*shapes, *head, *([0.0] * 6)]
 
 
-class LiveLinkSender:
+class LiveLinkSender(DatagramSink):
     """A `Sink` sending one Live Link Face packet per frame over UDP (never blocks, never raises on send)."""
 
     stage = "livelink"
+    what = "Live Link"
 
     def __init__(self, config: LiveLinkConfig | None = None) -> None:
         self.config = config or LiveLinkConfig()
         encode_packet(self.config.device_id, self.config.subject, 0, 0.0, self.config.fps, [0.0] * CURVE_COUNT)
-        self._udp = UdpSender(self.config.host, self.config.port, "Live Link")
+        super().__init__(self.config.host, self.config.port, self.config.track_id)
 
-    def start(self, metadata: StreamMetadata) -> None:
-        """Check the stream's blendshapes are ARKit's, in the order Live Link Face sends them."""
-        if list(metadata.blendshape_names) != list(ARKIT_BLENDSHAPES):
-            raise SinkError(f"stream {metadata.stream_id!r} does not carry the 52 ARKit blendshapes in order")
-
-    def build_packet(self, result: FrameResult) -> bytes | None:
-        """The packet for one frame (None when the chosen face is not in it)."""
-        face = select_face(result, self.config.track_id)
-        if face is None:
-            return None
+    def build_datagram(self, face: FaceResult, result: FrameResult) -> bytes:
+        """The packet for one face in one frame."""
         number, sub = frame_time(result, self.config.fps)
         return encode_packet(self.config.device_id, self.config.subject, number, sub, self.config.fps, curves_for(face))
-
-    @property
-    def packets_sent(self) -> int:
-        return self._udp.sent
-
-    @property
-    def send_errors(self) -> int:
-        return self._udp.errors
-
-    def write(self, result: FrameResult) -> None:
-        """Send this frame's packet; nothing for a frame without the chosen face."""
-        if self._udp.closed:
-            raise SinkError(f"LiveLinkSender to {self._udp.target} is closed")
-        packet = self.build_packet(result)
-        if packet is not None:
-            self._udp.send(packet)
-
-    def close(self) -> None:
-        """Release the socket; idempotent."""
-        self._udp.close()

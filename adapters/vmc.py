@@ -27,25 +27,18 @@ moved since the first frame sent (converted as above).
 
 from __future__ import annotations
 
-import logging
-import math
-import socket
 import struct
 import time
 
 from pydantic import BaseModel, ConfigDict, Field
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, StreamMetadata
+from facetrack.adapters.udp import DEFAULT_HOST, DatagramSink
+from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult
 
-log = logging.getLogger("facetrack.vmc")
-
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 39539
 """Where VMC marionettes (VSeeFace, EVMC4U, VMC4B...) listen by default."""
 
-_WARN_EVERY_S = 5.0
 _BUNDLE_HEAD = b"#bundle\0" + struct.pack(">Q", 1)  # OSC time tag 1 = "immediately"
 
 
@@ -71,27 +64,6 @@ class VmcConfig(BaseModel):
     )
 
 
-def parse_host_port(text: str | None, default_port: int, default_host: str = DEFAULT_HOST) -> tuple[str, int]:
-    """`"HOST:PORT"`, `"HOST"`, `":PORT"`, `"PORT"` or None -> (host, port); `[::1]:9000` for IPv6."""
-    if not text:
-        return default_host, default_port
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else rest
-    elif text.isdigit():
-        host, port = "", text
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:  # a host name, or a bare IPv6 address
-        host, port = text, ""
-    host = host or default_host
-    if not port:
-        return host, default_port
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"invalid port {port!r} in {text!r}: expected HOST:PORT with a port in 1..65535")
-    return host, int(port)
-
-
 def unity_rotation(rotation: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
     """Head rotation (x, y, z, w) in our frame -> a Unity humanoid's local rotation (module docstring)."""
     x, y, z, w = rotation
@@ -104,55 +76,7 @@ def unity_position(translation_cm: tuple[float, float, float]) -> tuple[float, f
     return (-float(x) / 100.0, float(y) / 100.0, float(z) / 100.0)
 
 
-def select_face(result: FrameResult, track_id: int | None) -> FaceResult | None:
-    """The face to send: the given track, or the first face (None if absent)."""
-    if track_id is None:
-        return result.faces[0] if result.faces else None
-    return next((face for face in result.faces if face.track_id == track_id), None)
-
-
-class UdpSender:
-    """A non-blocking UDP socket for sinks: send errors are counted and logged, never raised.
-
-    Tracking must not stop because an avatar app is closed or the network is down.
-    """
-
-    def __init__(self, host: str, port: int, what: str) -> None:
-        self.target = f"{host}:{port}"
-        self.what = what
-        try:
-            family, kind, proto, _, self._address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-            self._socket = socket.socket(family, kind, proto)
-        except OSError as exc:
-            raise SinkError(f"cannot send {what} to {self.target}: {exc}") from None
-        self._socket.setblocking(False)
-        self._warned_at = -math.inf
-        self.sent = 0
-        self.errors = 0
-
-    @property
-    def closed(self) -> bool:
-        return self._socket.fileno() < 0
-
-    def send(self, datagram: bytes) -> None:
-        if self.closed:
-            raise SinkError(f"{self.what} sender to {self.target} is closed")
-        try:
-            self._socket.sendto(datagram, self._address)
-        except OSError as exc:
-            self.errors += 1
-            now = time.monotonic()
-            if now - self._warned_at >= _WARN_EVERY_S:
-                log.warning("%s send to %s failed (%d so far): %s", self.what, self.target, self.errors, exc)
-                self._warned_at = now
-            return
-        self.sent += 1
-
-    def close(self) -> None:
-        self._socket.close()
-
-
-class VmcSender:
+class VmcSender(DatagramSink):
     """A `Sink` sending one VMC bundle per frame to a marionette over UDP.
 
     UDP never blocks and needs no receiver: with nothing listening the bundles are
@@ -163,10 +87,11 @@ class VmcSender:
     """
 
     stage = "vmc"
+    what = "VMC"
 
     def __init__(self, config: VmcConfig | None = None) -> None:
         self.config = config or VmcConfig()
-        self._udp = UdpSender(self.config.host, self.config.port, "VMC")
+        super().__init__(self.config.host, self.config.port, self.config.track_id)
         names = [self.config.name_map.get(name, name) for name in ARKIT_BLENDSHAPES]
         # Messages are built once by python-osc with placeholder values; per frame only the
         # trailing float32 arguments change, which keeps a 56-message bundle at tens of us.
@@ -178,45 +103,14 @@ class VmcSender:
         self._started_at = time.monotonic()
         self._origin: tuple[float, float, float] | None = None
 
-    def start(self, metadata: StreamMetadata) -> None:
-        """Check the stream's blendshape layout is the ARKit one we send by name."""
-        if list(metadata.blendshape_names) != list(ARKIT_BLENDSHAPES):
-            raise SinkError(
-                f"stream {metadata.stream_id!r} has blendshapes {metadata.blendshape_names[:3]}...; "
-                "the VMC sender needs the 52 ARKit ones in facetrack's order"
-            )
-
-    def build_bundle(self, result: FrameResult) -> bytes | None:
-        """The OSC bundle for one frame (None when the chosen face is not in it)."""
-        face = select_face(result, self.config.track_id)
-        if face is None:
-            return None
+    def build_datagram(self, face: FaceResult, result: FrameResult) -> bytes:
+        """The OSC bundle for one face in one frame."""
         parts = [_BUNDLE_HEAD, self._ok, _with_floats(self._time, time.monotonic() - self._started_at)]
         if face.blendshapes is not None:
             parts += [_with_floats(prefix, value) for prefix, value in zip(self._blend, face.blendshapes.tolist())]
             parts.append(self._apply)
         parts.append(_with_floats(self._head, *self._head_position(face), *unity_rotation(face.pose.rotation)))
         return b"".join(parts)
-
-    @property
-    def bundles_sent(self) -> int:
-        return self._udp.sent
-
-    @property
-    def send_errors(self) -> int:
-        return self._udp.errors
-
-    def write(self, result: FrameResult) -> None:
-        """Send this frame's bundle; nothing is sent for a frame without the chosen face."""
-        if self._udp.closed:
-            raise SinkError(f"VmcSender to {self._udp.target} is closed")
-        dgram = self.build_bundle(result)
-        if dgram is not None:
-            self._udp.send(dgram)
-
-    def close(self) -> None:
-        """Release the socket; idempotent."""
-        self._udp.close()
 
     def _head_position(self, face: FaceResult) -> tuple[float, float, float]:
         rest = self.config.head_position

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from facetrack.adapters.vmc import DEFAULT_PORT, VmcConfig, VmcSender, parse_host_port
+from facetrack.adapters.udp import parse_host_port
+from facetrack.adapters.vmc import DEFAULT_PORT, VmcConfig, VmcSender
 
 
 def track(source: str, target: str | None, realtime: bool, max_frames: int | None) -> None:
@@ -28,7 +29,7 @@ def track(source: str, target: str | None, realtime: bool, max_frames: int | Non
     sender = VmcSender(VmcConfig(host=host, port=port))
     tracker = Tracker(TrackerConfig(max_frames=max_frames, source=SourceConfig(realtime=realtime)))
     frames = tracker.run(source, [sender])
-    print(f"{frames} frames tracked, {sender.bundles_sent} VMC bundles sent to {host}:{port}")
+    print(f"{frames} frames tracked, {sender.datagrams_sent} VMC bundles sent to {host}:{port}")
     summary = tracker.timings.summary().get("vmc")
     if summary is not None:
         print(f"VMC sink: median {summary.median_ms:.3f} ms, p99 {summary.p99_ms:.3f} ms per frame")

@@ -95,7 +95,7 @@ def test_sender_packets_decode_to_our_values_over_real_udp() -> None:
     assert second["curves"][52] == pytest.approx(math.radians(-10))
     expected = frame_time(_frame(1, [], pts=None), 30)
     assert (second["frame"], second["sub"]) == (expected[0], pytest.approx(expected[1], abs=1e-4))
-    assert sender.packets_sent == 2
+    assert sender.datagrams_sent == 2
     with pytest.raises(SinkError):
         sender.write(_frame(3, [], pts=1.0))
 

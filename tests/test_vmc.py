@@ -16,10 +16,10 @@ pytest.importorskip("pythonosc", reason="python-osc is not installed (pip instal
 from pythonosc.dispatcher import Dispatcher  # noqa: E402
 from pythonosc.osc_server import BlockingOSCUDPServer  # noqa: E402
 
+from facetrack.adapters.udp import parse_host_port  # noqa: E402
 from facetrack.adapters.vmc import (  # noqa: E402
     VmcConfig,
     VmcSender,
-    parse_host_port,
     unity_position,
     unity_rotation,
 )
@@ -131,7 +131,7 @@ def test_bundle_carries_all_blendshapes_then_apply_then_head(receiver: _Receiver
     np.testing.assert_allclose(values[:3], (0, 0, 0))  # rest offset; no translation by default
     expected = unity_rotation(_quat_yaw_pitch_roll(20.0, 0, 0))
     np.testing.assert_allclose(values[3:], expected, atol=1e-6)
-    assert sender.bundles_sent == 1 and sender.send_errors == 0
+    assert sender.datagrams_sent == 1 and sender.send_errors == 0
 
 
 def test_head_turning_to_subjects_left_turns_avatar_to_its_left() -> None:
@@ -153,7 +153,7 @@ def test_no_blendshapes_sends_head_only_and_no_face_sends_nothing(receiver: _Rec
     addresses = [a for a, _ in receiver.receive(1)]
     assert addresses == ["/VMC/Ext/OK", "/VMC/Ext/T", "/VMC/Ext/Bone/Pos"]
     sender.write(_frame(1, []))
-    assert sender.bundles_sent == 1
+    assert sender.datagrams_sent == 1
     sender.close()
     with pytest.raises(SinkError):
         sender.write(_frame(2, []))
@@ -176,7 +176,7 @@ def test_track_selection_name_map_and_translation(receiver: _Receiver) -> None:
     heads = [args for a, args in messages if a == "/VMC/Ext/Bone/Pos"]
     np.testing.assert_allclose(heads[0][1:4], (0.0, 0.1, 0.0), atol=1e-6)
     np.testing.assert_allclose(heads[1][1:4], (-0.1, 0.1, 0.0), atol=1e-6)  # moved 10 cm to the subject's left
-    assert sender.bundles_sent == 2
+    assert sender.datagrams_sent == 2
 
 
 def test_start_rejects_a_foreign_blendshape_layout() -> None:
