@@ -30,9 +30,10 @@ def _row(clip: str, reports: list[BenchReport]) -> str:
                          f"{statistics.median(s.p90_ms for s in stages[name]):.2f}")
         else:
             cells.append("-")
-    if reports[0].latency is not None:
-        cells.append(_spread([r.latency.p50_ms for r in reports], 2) + " / " +
-                     _spread([r.latency.p99_ms for r in reports], 2))
+    for kind in ("latency", "client_latency"):
+        if getattr(reports[0], kind) is not None:
+            cells.append(_spread([getattr(r, kind).p50_ms for r in reports], 2) + " / " +
+                         _spread([getattr(r, kind).p99_ms for r in reports], 2))
     return "| " + " | ".join(cells) + " |"
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     header = ["clip", "size", "frames", "end-to-end fps median (min-max)", "decode ms med / p90",
               "landmarks", "pose", "fit", "publish"]
     if args.realtime:
-        header.append("capture->publish p50 / p99 ms")
+        header += ["capture->publish p50 / p99 ms", "capture->subscriber receipt p50 / p99 ms"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for clip in args.clips:

@@ -13,11 +13,12 @@ import platform
 import socket
 import threading
 import time
+from collections import deque
 from importlib.metadata import version
 
 import numpy as np
 import psutil
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from rich.table import Table
 
 from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
@@ -39,7 +40,7 @@ class BenchConfig(BaseModel):
 
 
 class LatencySummary(BaseModel):
-    """Capture (frame left the decoder) to publish (handed to the socket), milliseconds."""
+    """From the frame leaving the decoder to a later point, milliseconds."""
 
     p50_ms: float
     p90_ms: float
@@ -63,7 +64,8 @@ class BenchReport(BaseModel):
     stages: dict[str, StageSummary]
     decode_fps: float
     end_to_end_fps: float
-    latency: LatencySummary | None = None
+    latency: LatencySummary | None = Field(None, description="Capture to publish (handed to the socket).")
+    client_latency: LatencySummary | None = Field(None, description="Capture to receipt by a loopback subscriber.")
     memory: MemorySummary | None = None
     cpu_count: int
     threads: int
@@ -93,12 +95,13 @@ def _decode_pass(source: str, max_frames: int | None) -> tuple[StageTimings, flo
 
 
 class _Drain(threading.Thread):
-    """A subscriber that reads everything, so publishing meets a real consumer."""
+    """A subscriber that reads everything, so publishing meets a real consumer; it times each receipt."""
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(daemon=True)
         self.endpoint = endpoint
         self.received = 0
+        self.latencies: deque[float] = deque(maxlen=1_000_000)
         self._stop_event = threading.Event()
         self.ready = threading.Event()
 
@@ -106,7 +109,9 @@ class _Drain(threading.Thread):
         with Subscriber(self.endpoint, topics=("frame", "meta")) as subscriber:
             self.ready.set()
             while not self._stop_event.is_set():
-                if isinstance(subscriber.recv(timeout=0.1), FrameResult):
+                message = subscriber.recv(timeout=0.1)
+                if isinstance(message, FrameResult):
+                    self.latencies.append(time.time() - message.capture_time)
                     self.received += 1
 
     def stop(self) -> None:
@@ -159,6 +164,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
         decode_fps=decode_fps,
         end_to_end_fps=counts["frames"] / elapsed,
         latency=_latency(latencies) if config.realtime else None,
+        client_latency=_latency(list(drain.latencies)) if config.realtime else None,
         memory=memory.summary(),
         cpu_count=os.cpu_count() or 1,
         threads=threading.active_count(),
@@ -220,9 +226,10 @@ def render_report(report: BenchReport) -> Table:
         f"end-to-end {report.end_to_end_fps:.1f} fps, decode alone {report.decode_fps:.1f} fps; "
         f"{report.cpu_count} cpus, {report.threads} threads"
     )
-    if report.latency:
-        table.caption += (f"\ncapture->publish latency p50 {report.latency.p50_ms:.2f} ms, "
-                          f"p99 {report.latency.p99_ms:.2f} ms, max {report.latency.max_ms:.2f} ms")
+    for label, latency in (("publish", report.latency), ("subscriber receipt", report.client_latency)):
+        if latency:
+            table.caption += (f"\ncapture->{label} latency p50 {latency.p50_ms:.2f} ms, "
+                              f"p99 {latency.p99_ms:.2f} ms, max {latency.max_ms:.2f} ms")
     if report.memory:
         m = report.memory
         table.caption += (f"\nRSS over {m.seconds:.0f} s: {m.rss_start_mb:.1f} -> {m.rss_end_mb:.1f} MB "
