@@ -11,12 +11,14 @@ import ipaddress
 import logging
 import re
 import time
+from pathlib import Path
 from typing import Literal
 
 import zmq
 from pydantic import BaseModel, ConfigDict, Field
 
 from facetrack.adapters.codec import encode_message
+from facetrack.adapters.curve import CurveServer
 from facetrack.tracker.errors import SinkError
 from facetrack.tracker.schema import FrameResult, StreamMetadata
 
@@ -48,6 +50,10 @@ class PublisherConfig(BaseModel):
         default=0, ge=0, description="start() waits until this many clients subscribe to the frames (file runs)."
     )
     wait_timeout_s: float = Field(default=10.0, gt=0, description="Longest start() waits for those subscribers.")
+    curve_keys: Path | None = Field(
+        default=None,
+        description="CURVE key folder (see facetrack.adapters.curve): encrypt, and admit only authorised clients.",
+    )
 
 
 def topic(kind: bytes, stream_id: str) -> bytes:
@@ -107,10 +113,17 @@ class ZmqPublisher:
         self._last_metadata_at = 0.0
         self._dropped = 0
         endpoint = self.config.endpoint
-        if not _is_loopback(endpoint):
-            log.warning("publishing on %s: results are reachable from the network, not only this machine", endpoint)
-        # Sockets belong to the shared context; close() closes ours and never terminates the context.
-        self._socket = (context or zmq.Context.instance()).socket(zmq.XPUB if self.config.wait_subscribers else zmq.PUB)
+        if not _is_loopback(endpoint) and self.config.curve_keys is None:
+            log.warning("publishing on %s: results are reachable from the network, not only this machine "
+                        "(unencrypted; use curve_keys / --curve-keys to admit only your clients)", endpoint)
+        # A CURVE publisher owns its context (its authenticator is per context); otherwise sockets
+        # belong to the shared context, and close() closes ours without terminating the context.
+        self._own_context = zmq.Context() if self.config.curve_keys is not None else None
+        context = self._own_context or context or zmq.Context.instance()
+        self._curve = CurveServer(self.config.curve_keys, context) if self.config.curve_keys is not None else None
+        self._socket = context.socket(zmq.XPUB if self.config.wait_subscribers else zmq.PUB)
+        if self._curve is not None:
+            self._curve.secure(self._socket)
         if self.config.wait_subscribers:
             self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # one message per subscriber, not per new topic
         self._socket.setsockopt(zmq.SNDHWM, self.config.sndhwm)
@@ -119,6 +132,7 @@ class ZmqPublisher:
             self._socket.bind(endpoint)
         except zmq.ZMQError as exc:
             self._socket.close(linger=0)
+            self._release_security()
             if exc.errno == zmq.EADDRINUSE:
                 raise SinkError(
                     f"ZeroMQ endpoint {endpoint} is already in use (another tracker or program is bound to it); "
@@ -186,6 +200,13 @@ class ZmqPublisher:
         """Close the socket (waiting at most `linger_ms` for queued messages); idempotent."""
         if not self._socket.closed:
             self._socket.close(linger=self.config.linger_ms)
+            self._release_security()
+
+    def _release_security(self) -> None:
+        if self._curve is not None:
+            self._curve.stop()
+        if self._own_context is not None:
+            self._own_context.term()
 
     def _send(self, topic_bytes: bytes, payload: bytes) -> None:
         try:

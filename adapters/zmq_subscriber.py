@@ -25,6 +25,7 @@ from types import MappingProxyType, TracebackType
 import zmq
 
 from facetrack.adapters.codec import MAX_MESSAGE_BYTES, Encoding, Message, decode_message, detect_encoding
+from facetrack.adapters.curve import CurveClientKeys, secure_client
 from facetrack.adapters.zmq_publisher import FRAME_TOPIC, META_TOPIC, topic
 from facetrack.tracker.errors import ProtocolError
 from facetrack.tracker.schema import FrameResult, StreamMetadata
@@ -48,6 +49,8 @@ class Subscriber:
         max_message_bytes: larger messages make ZeroMQ drop the connection (it reconnects),
             so a hostile publisher cannot exhaust memory.
         context: the ZeroMQ context to use (default: the process-wide one, never terminated here).
+        curve: this client's CURVE keys and the server's public key, for a publisher started
+            with CURVE keys (`facetrack keys init`); without them such a publisher sends nothing.
 
     Late joiners: the publisher re-sends metadata every couple of seconds, so
     `latest_metadata` fills in shortly after connecting; frames can arrive before it.
@@ -61,6 +64,7 @@ class Subscriber:
         rcvhwm: int = 1000,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         context: zmq.Context | None = None,
+        curve: CurveClientKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.encoding = encoding
@@ -74,6 +78,8 @@ class Subscriber:
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            secure_client(self._socket, curve)
         for prefix in (topics,) if isinstance(topics, (str, bytes)) else topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode() if isinstance(prefix, str) else prefix)
         try:

@@ -51,6 +51,8 @@ def app(verbose: int) -> None:
               help="Send to a VTuber app over the VMC protocol (OSC/UDP, default 127.0.0.1:39539).")
 @click.option("--livelink", default=None, metavar="HOST:PORT",
               help="Send Live Link Face packets to Unreal (UDP; port defaults to 11111).")
+@click.option("--curve-keys", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Encrypt the stream and admit only the clients authorised in this key folder (`facetrack keys init`).")
 @click.option("--wait-subscribers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Before tracking, wait up to 10 s for this many subscribers (so none misses a frame).")
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
@@ -63,7 +65,7 @@ def app(verbose: int) -> None:
 @click.option("--focal-px", type=float, default=None, help="Camera focal length in pixels (default: image width).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str, vmc: str | None,
-        livelink: str | None, wait_subscribers: int, max_faces: int, model: str,
+        livelink: str | None, curve_keys: Path | None, wait_subscribers: int, max_faces: int, model: str,
         max_frames: int | None, stream_id: str, realtime: bool, loop: bool, focal_px: float | None,
         quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
@@ -91,7 +93,7 @@ def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str,
                 path.parent.mkdir(parents=True, exist_ok=True)
                 sinks.append(open_file_sink(path))
             if endpoint is not None:
-                sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire,
+                sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
                                                           wait_subscribers=wait_subscribers)))
             sinks.extend(_udp_sinks(vmc, livelink))
         except BaseException:
@@ -162,20 +164,28 @@ def info(source: str, as_json: bool) -> None:
               help="Write received frames to FILE (.jsonl, .csv, .parquet, .npz).")
 @click.option("--stream-id", default=None, help="Only this stream (default: all).")
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds without a message.")
+@click.option("--curve-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="This client's NAME.key_secret, for a publisher started with --curve-keys.")
+@click.option("--server-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The publisher's server.key (public), with --curve-key.")
 def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str | None,
-              timeout: float | None) -> None:
+              timeout: float | None, curve_key: Path | None, server_key: Path | None) -> None:
     """Receive a facetrack stream from ENDPOINT and print or save it."""
+    from facetrack.adapters.curve import CurveClientKeys
     from facetrack.adapters.file_sinks import open_file_sink
     from facetrack.adapters.zmq_subscriber import Subscriber
     from facetrack.tracker.schema import FrameResult, StreamMetadata
 
+    if (curve_key is None) != (server_key is None):
+        raise click.UsageError("--curve-key and --server-key go together")
+    curve = CurveClientKeys(curve_key, server_key) if curve_key is not None else None
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     topics = ("frame", "meta") if stream_id is None else (f"frame.{stream_id}", f"meta.{stream_id}")
     sink = open_file_sink(out) if out is not None else None
     received = 0
     started = False
     try:
-        with Subscriber(endpoint, topics=topics) as subscriber:
+        with Subscriber(endpoint, topics=topics, curve=curve) as subscriber:
             while count is None or received < count:
                 message = subscriber.recv(timeout=timeout)
                 if message is None:
@@ -230,6 +240,27 @@ def bench(source: str, max_frames: int | None, max_faces: int, model: str, realt
     Console().print(render_report(report))
     if json_out is not None:
         json_out.write_text(json.dumps(report.model_dump(), indent=2))
+
+
+@app.group()
+def keys() -> None:
+    """CURVE keys for an encrypted stream that only authorised clients can read."""
+
+
+@keys.command("init")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--client", "clients", multiple=True, required=True, help="Name of a client to authorise; repeatable.")
+def keys_init(folder: Path, clients: tuple[str, ...]) -> None:
+    """Create FOLDER with the server's key pair and an authorised key pair per client."""
+    from facetrack.adapters.curve import create_key_folder
+
+    try:
+        secrets = create_key_folder(folder, list(clients))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--client") from None
+    click.echo(f"server keys in {folder} (keep server.key_secret private; clients need server.key)")
+    for secret in secrets:
+        click.echo(f"client key pair: {secret} (give it and {folder / 'server.key'} to that client)")
 
 
 def _mount_subcommands() -> None:
