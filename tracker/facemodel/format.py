@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,14 +211,18 @@ class MorphableModel:
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ModelError(f"{path} is not a readable facetrack model ({exc}); reinstall it") from exc
         missing = [n for n, _ in _ARRAYS if n not in data] + ([] if "metadata" in data else ["metadata"])
         if missing:
             raise ModelError(f"{path} lacks {', '.join(missing)}; it is not a {FORMAT_ID} file, reinstall it")
-        meta = json.loads(str(data.pop("metadata")))
-        if meta.get("format") != FORMAT_ID:
-            raise ModelError(f"{path} has format {meta.get('format')!r}, this facetrack reads {FORMAT_ID}")
+        try:
+            meta = json.loads(str(data.pop("metadata")))
+        except ValueError as exc:
+            raise ModelError(f"{path} has unreadable metadata ({exc}); reinstall the model") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_ID:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise ModelError(f"{path} has format {found!r}, this facetrack reads {FORMAT_ID}")
         if verify and _digest(data, meta) != meta.get("sha256"):
             raise ModelError(f"checksum mismatch in {path}: the file is corrupt or was modified; reinstall the model")
         return cls(
