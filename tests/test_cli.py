@@ -93,7 +93,8 @@ def test_info_reports_the_container(blank_clip: Path) -> None:
 
 
 @pytest.mark.media
-def test_sigint_flushes_and_closes_outputs(short_face_clip: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_flushes_and_closes_outputs(short_face_clip: Path, tmp_path: Path, signum: int) -> None:
     out = tmp_path / "loop.jsonl"
     proc = subprocess.Popen([*CLI, "run", str(short_face_clip), "--loop", "--out", str(out), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -101,7 +102,7 @@ def test_sigint_flushes_and_closes_outputs(short_face_clip: Path, tmp_path: Path
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not partial.exists() or partial.read_bytes().count(b"\n") < 20):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert "Interrupted" in stderr
