@@ -14,6 +14,8 @@ Prints a JSON summary and exits 1 if any case crashed or hung.
 
     python scripts/fuzz.py --cases 10000           # the long run (figures in RELIABILITY.md)
     python scripts/fuzz.py --cases 300 --json out.json   # what CI runs
+
+Inputs of failing file cases are copied to `--keep DIR` to reproduce them.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import argparse
 import json
 import os
 import random
+import shutil
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -85,7 +89,14 @@ def _read_video(path: Path) -> None:
             pass
 
 
-def _time_boxed(case: Callable[[], None]) -> str:
+@dataclass(frozen=True)
+class _Case:
+    run: Callable[[], object]
+    input_file: Path | None
+    """The mutated file the case reads, kept when the case fails."""
+
+
+def _time_boxed(case: Callable[[], object]) -> str:
     """'ok', 'refused' (a FacetrackError), 'crash: ...' or 'hang'."""
     outcome: list[str] = []
 
@@ -104,7 +115,7 @@ def _time_boxed(case: Callable[[], None]) -> str:
     return outcome[0] if outcome else "hang"
 
 
-def _video_cases(work: Path, count: int, rng: random.Random) -> list[Callable[[], None]]:
+def _video_cases(work: Path, count: int, rng: random.Random) -> list[_Case]:
     clips = [_encode(work / f"clip.{c}", c, codec) for c, codec in
              (("mp4", "libx264"), ("matroska", "libx264"), ("mpegts", "mpeg2video"), ("avi", "mjpeg"))]
     cases = []
@@ -116,11 +127,11 @@ def _video_cases(work: Path, count: int, rng: random.Random) -> list[Callable[[]
             variant = _mutations(data, rng)
         path = work / f"v{i}.bin"
         path.write_bytes(variant)
-        cases.append(lambda path=path: _read_video(path))
+        cases.append(_Case(lambda path=path: _read_video(path), path))
     return cases
 
 
-def _message_cases(count: int, rng: random.Random) -> list[Callable[[], None]]:
+def _message_cases(count: int, rng: random.Random) -> list[_Case]:
     from facetrack.adapters.codec import decode_message
 
     nrng = np.random.default_rng(1)
@@ -130,11 +141,11 @@ def _message_cases(count: int, rng: random.Random) -> list[Callable[[], None]]:
     for i in range(count):
         payload, encoding = seeds[i % len(seeds)]
         mutated = _mutations(payload, rng)
-        cases.append(lambda mutated=mutated, encoding=encoding: decode_message(mutated, encoding))
+        cases.append(_Case(lambda mutated=mutated, encoding=encoding: decode_message(mutated, encoding), None))
     return cases
 
 
-def _model_cases(work: Path, count: int, rng: random.Random) -> list[Callable[[], None]]:
+def _model_cases(work: Path, count: int, rng: random.Random) -> list[_Case]:
     v = 50
     model = MorphableModel(
         id="fuzz", name="fuzz", neutral=np.zeros((v, 3), np.float32), id_basis=np.zeros((2, v, 3), np.float32),
@@ -149,11 +160,11 @@ def _model_cases(work: Path, count: int, rng: random.Random) -> list[Callable[[]
     for i in range(count):
         path = work / f"m{i}.npz"
         path.write_bytes(_mutations(data, rng))
-        cases.append(lambda path=path: MorphableModel.load(path))
+        cases.append(_Case(lambda path=path: MorphableModel.load(path), path))
     return cases
 
 
-def _results_cases(work: Path, count: int, rng: random.Random) -> list[Callable[[], None]]:
+def _results_cases(work: Path, count: int, rng: random.Random) -> list[_Case]:
     nrng = np.random.default_rng(2)
     sink = open_file_sink(work / "take.jsonl")
     sink.start(synthetic_metadata())
@@ -165,7 +176,7 @@ def _results_cases(work: Path, count: int, rng: random.Random) -> list[Callable[
     for i in range(count):
         path = work / f"r{i}.jsonl"
         path.write_bytes(_mutations(data, rng))
-        cases.append(lambda path=path: read_results(path))
+        cases.append(_Case(lambda path=path: read_results(path), path))
     return cases
 
 
@@ -174,6 +185,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10_000, help="total cases, split over the targets")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    parser.add_argument("--keep", type=Path, default=Path("fuzz-failures"), help="where failing inputs are copied")
+    parser.add_argument("--targets", default="video,message,model,results", help="comma-separated subset")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     share = {"video": 0.2, "message": 0.4, "model": 0.2, "results": 0.2}
@@ -186,15 +199,21 @@ def main() -> None:
         "results": lambda folder, n: _results_cases(folder, n, rng),
     }
     for target, fraction in share.items():
+        if target not in args.targets.split(","):
+            continue
         with tempfile.TemporaryDirectory() as folder:
             cases = builders[target](Path(folder), max(1, int(args.cases * fraction)))
             started = time.perf_counter()
             outcomes = Counter()
             for case in cases:
-                outcome = _time_boxed(case)
+                outcome = _time_boxed(case.run)
                 outcomes["crash" if outcome.startswith("crash") else outcome] += 1
                 if outcome.startswith("crash") or outcome == "hang":
-                    failures.append(f"{target}: {outcome}")
+                    kept = ""
+                    if case.input_file is not None:
+                        args.keep.mkdir(parents=True, exist_ok=True)
+                        kept = f" (input kept as {shutil.copy(case.input_file, args.keep / case.input_file.name)})"
+                    failures.append(f"{target}: {outcome}{kept}")
             summary[target] = {"cases": len(cases), **outcomes, "seconds": round(time.perf_counter() - started, 1)}
     report = {"cases": sum(t["cases"] for t in summary.values()), "targets": summary,
               "failures": failures[:20], "seed": args.seed, "time_box_s": TIME_BOX_S, "cpu_count": os.cpu_count()}

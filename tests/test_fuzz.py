@@ -33,3 +33,22 @@ def test_corrupt_model_file_is_a_model_error(tmp_path: Path, payload: bytes) -> 
     path.write_bytes(payload)
     with pytest.raises(ModelError, match="broken.npz"):
         MorphableModel.load(path)
+
+
+def test_video_whose_track_has_no_decodable_codec_is_refused_at_open(tmp_path: Path) -> None:
+    # Found by the fuzzer: a corrupt 'hdlr' box size leaves the video track without a codec.
+    import numpy as np
+
+    from conftest import encode_clip
+    from facetrack.tracker.errors import SourceOpenError
+    from facetrack.tracker.sources import open_source
+
+    rng = np.random.default_rng(0)
+    clip = encode_clip(tmp_path / "clip.mp4", [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(5)])
+    data = bytearray(clip.read_bytes())
+    handler = data.index(b"hdlr")
+    data[handler - 3] = 0x80  # the box's 32-bit size now claims 8 MB
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    with pytest.raises(SourceOpenError, match="no codec"):
+        open_source(broken)

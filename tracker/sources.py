@@ -308,6 +308,12 @@ class _VideoReader:
             self._container.close()
             raise SourceOpenError(f"'{target.uri}' has no video stream (streams: {kinds}); pass a video.")
         self._stream = self._container.streams.video[0]
+        if self._stream.codec_context is None:
+            self._container.close()
+            raise SourceOpenError(
+                f"'{target.uri}': its video stream has no codec this PyAV/FFmpeg build can decode "
+                "(the file is damaged, or uses an unsupported codec); re-export it as H.264 or VP9."
+            )
         self._stream.thread_type = "AUTO"
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.frame_duration = 1.0 / float(rate) if rate else 0.0
