@@ -1,80 +1,73 @@
 """Fit time per face (median, p90) of the built-in rig and installed models on a real clip.
 
-Landmarks come from mediapipe's face mesh (478 points, video mode) on the clip's
-frames; then each model fits every frame of the one track, timed alone (landmark
-extraction is not counted). Also prints a few blendshape ranges as a sanity check.
+Landmarks come from mediapipe's face mesh (478 points, video mode; cached by
+`fit_clips`); then each model fits every frame of the one track, timed alone
+(landmark extraction is not counted), with one BLAS thread as the pipeline runs it
+(`tracker/fitting.py`: a multi-threaded BLAS is far slower on these small systems).
+Each model runs `--repeat` times on a fresh fitter; the spread over the runs is
+printed, as the machine may be shared. Also prints a few blendshape ranges.
 
     python scripts/fit_bench.py                                  # SadTalker clip, builtin + ict
-    python scripts/fit_bench.py --clip PATH --models builtin
+    python scripts/fit_bench.py --clip PATH --models builtin --repeat 5
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import typer
+from threadpoolctl import threadpool_limits
 
-from facetrack.tracker.facemodel.fitter import FaceModelFitter
-from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fit_clips import clip_landmarks  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("FACETRACK_MEDIA", ROOT.parent / "shared" / "media"))
-DEFAULT_CLIP = MEDIA / "videos" / "SadTalker_ref" / "WDA_KatieHill_000.mp4"
+from facetrack.tracker.facemodel.fitter import FaceModelFitter  # noqa: E402
+from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model  # noqa: E402
+from facetrack.tracker.schema import ARKIT_BLENDSHAPES  # noqa: E402
 
-
-def clip_landmarks(path: Path, max_frames: int = 0) -> tuple[list[np.ndarray | None], tuple[int, int]]:
-    """mediapipe landmarks (478, 3) in pixels per frame (None where no face)."""
-    import av
-    import mediapipe as mp
-
-    out: list[np.ndarray | None] = []
-    size = (0, 0)
-    with av.open(str(path)) as c, mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=True) as fm:
-        for frame in c.decode(video=0):
-            img = frame.to_ndarray(format="rgb24")
-            h, w = img.shape[:2]
-            size = (w, h)
-            r = fm.process(img)
-            if r.multi_face_landmarks:
-                lm = np.array([[p.x * w, p.y * h, p.z * w] for p in r.multi_face_landmarks[0].landmark], np.float32)
-                out.append(lm)
-            else:
-                out.append(None)
-            if max_frames and len(out) >= max_frames:
-                break
-    return out, size
+DEFAULT_CLIP = "SadTalker_ref/WDA_KatieHill_000.mp4"
 
 
-def bench(fitter: FaceModelFitter, lms: list[np.ndarray | None], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def bench(fitter: FaceModelFitter, lms: list[np.ndarray | None],
+          size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Wall time per fit (ms) and the blendshapes, one track over the clip."""
     times, shapes = [], []
-    for lm in lms:
-        if lm is None:
-            continue
-        t0 = time.perf_counter()
-        res = fitter.fit(0, lm, size)
-        times.append(time.perf_counter() - t0)
-        shapes.append(res.blendshapes)
+    with threadpool_limits(1, "blas"):
+        for lm in lms:
+            if lm is None:
+                continue
+            t0 = time.perf_counter()
+            res = fitter.fit(0, lm, size)
+            times.append(time.perf_counter() - t0)
+            shapes.append(res.blendshapes)
+    fitter.forget(0)
     return np.array(times) * 1e3, np.array(shapes)
 
 
-def main(clip: Path = typer.Option(DEFAULT_CLIP, help="Video with one face."),
-         models: str = typer.Option("builtin,ict", help="Comma-separated model ids."),
-         frames: int = typer.Option(0, help="Stop after this many frames (0 = all).")) -> None:
-    lms, size = clip_landmarks(clip, frames)
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clip", default=DEFAULT_CLIP, help="video with one face (path, or relative to media/videos)")
+    ap.add_argument("--models", default="builtin,ict", help="comma-separated model ids")
+    ap.add_argument("--frames", type=int, default=0, help="stop after this many frames (0 = all)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per model")
+    args = ap.parse_args()
+    lms, size = clip_landmarks(args.clip, args.frames)
     n = sum(lm is not None for lm in lms)
-    print(f"clip={clip.name} size={size[0]}x{size[1]} frames={len(lms)} with_face={n}")
+    print(f"clip={Path(args.clip).name} size={size[0]}x{size[1]} frames={len(lms)} with_face={n}")
     watch = ["eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "browInnerUp"]
-    for mid in models.split(","):
-        fitter = FaceModelFitter(None if mid == BUILTIN_ID else load_model(mid))
-        bench(fitter, lms[:5], size)  # warm caches (numpy, BLAS)
-        fitter.forget(0)
-        ms, bs = bench(fitter, lms, size)
-        print(f"{mid:8s} fit ms: median {np.median(ms):.3f}  p90 {np.percentile(ms, 90):.3f}  max {ms.max():.2f}")
+    for mid in args.models.split(","):
+        model = None if mid == BUILTIN_ID else load_model(mid)
+        bench(FaceModelFitter(model), lms[:5], size)  # warm caches (numpy, BLAS)
+        runs = [bench(FaceModelFitter(model), lms, size) for _ in range(args.repeat)]
+        med = np.array([np.median(ms) for ms, _ in runs])
+        p90 = np.array([np.percentile(ms, 90) for ms, _ in runs])
+        print(f"{mid:8s} fit ms over {args.repeat} runs: median {np.median(med):.3f} (runs {med.min():.3f}-"
+              f"{med.max():.3f})  p90 {np.median(p90):.3f} (runs {p90.min():.3f}-{p90.max():.3f})  "
+              f"max {max(ms.max() for ms, _ in runs):.2f}")
+        bs = runs[0][1]
         for name in watch:
             col = bs[:, ARKIT_BLENDSHAPES.index(name)]
             print(f"    {name:16s} p5 {np.percentile(col, 5):.2f}  median {np.median(col):.2f}  p95 "
@@ -82,4 +75,4 @@ def main(clip: Path = typer.Option(DEFAULT_CLIP, help="Video with one face."),
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    main()

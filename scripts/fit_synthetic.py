@@ -12,11 +12,11 @@ MAE, vertex RMSE (head frame, mm) and rotation error (degrees).
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
 import numpy as np
-import typer
 
 from facetrack.tracker.facemodel.fitter import FaceModelFitter, FitterConfig
 from facetrack.tracker.facemodel.format import MorphableModel
@@ -106,22 +106,30 @@ def evaluate(model: MorphableModel, people: int = 8, frames: int = 40, seed: int
     }
 
 
-def main(model_id: str = typer.Option("ict", "--model", help="Installed model id."),
-         source: Path | None = typer.Option(None, help="Build ICT from this npz/release instead of --model."),
-         people: int = 8, frames: int = 40, seed: int = 0, noise: float = 0.005, drop: float = 0.05,
-         max_yaw: float = 30.0, warmup: int = 10) -> None:
-    if source is not None:
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="ict", help="installed model id")
+    ap.add_argument("--source", type=Path, help="build ICT from this npz/release instead of --model")
+    ap.add_argument("--people", type=int, default=8)
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--noise", type=float, default=0.005, help="landmark noise, fraction of the face size")
+    ap.add_argument("--drop", type=float, default=0.05, help="fraction of landmarks dropped per frame")
+    ap.add_argument("--max-yaw", type=float, default=30.0, help="degrees")
+    ap.add_argument("--warmup", type=int, default=10, help="frames per track before the metrics count")
+    a = ap.parse_args()
+    if a.source is not None:
         from facetrack.tracker.facemodel.ict import build_ict_model, read_ict
 
-        model = build_ict_model(read_ict(source))
+        model = build_ict_model(read_ict(a.source))
     else:
-        model = load_model(model_id)
-    out = evaluate(model, people, frames, seed, noise, drop, max_yaw, warmup=warmup)
-    print(f"model={model.id} people={people} frames={frames} noise={noise} drop={drop} max_yaw={max_yaw} "
-          f"(metrics after {warmup} warm-up frames per track)")
+        model = load_model(a.model)
+    out = evaluate(model, a.people, a.frames, a.seed, a.noise, a.drop, a.max_yaw, warmup=a.warmup)
+    print(f"model={model.id} people={a.people} frames={a.frames} noise={a.noise} drop={a.drop} "
+          f"max_yaw={a.max_yaw} (metrics after {a.warmup} warm-up frames per track)")
     for k, v in out.items():
         print(f"{k:24s} {v:.4f}")
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    main()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from facetrack.tracker.facemodel import builtin_rig as rig
-from facetrack.tracker.facemodel.fitter import FaceModelFitter
+from facetrack.tracker.facemodel.fitter import FaceModelFitter, PreparedModel
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES
 
@@ -114,7 +114,7 @@ def face_landmarks(face_clip: Path) -> tuple[list[np.ndarray], tuple[int, int]]:
 
 
 def test_builtin_rig_fields(face_landmarks) -> None:
-    neutral, _ = rig.head_frame_shape(face_landmarks[0][0])
+    neutral, _ = rig.head_frame_shape(face_landmarks[0][0], face_landmarks[1], float(face_landmarks[1][0]))
     model = rig.build_builtin_model(neutral)
     assert model.exp_basis.shape == (52, 478, 3) and model.triangles.shape[0] > 800
 
@@ -172,3 +172,76 @@ def test_builtin_expression_recovery(face_landmarks) -> None:
         res = fitter.fit(0, px, size)
         errs.append(np.abs(res.blendshapes - e)[[ARKIT_BLENDSHAPES.index(n) for n in names]].mean())
     assert np.mean(errs[3:]) < 0.08
+
+
+def _render(shape: np.ndarray, rot: np.ndarray, trans: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Head-frame points -> mediapipe-style landmarks: pixels, and relative depth in pixels (z < 0 is nearer)."""
+    cam = shape @ rot.T + trans
+    f = float(size[0])
+    depth = -cam[:, 2]
+    u = size[0] / 2 + f * cam[:, 0] / depth
+    v = size[1] / 2 - f * cam[:, 1] / depth
+    z = (depth - depth.mean()) * f / depth.mean()
+    return np.column_stack([u, v, z])
+
+
+def test_camera_shape_reprojects_exactly(face_landmarks) -> None:
+    """The calibrated neutral is the landmarks cast into 3D: projecting it gives them back."""
+    lm, size = face_landmarks[0][5], face_landmarks[1]
+    cam = rig.camera_shape(lm, size, float(size[0]))
+    px = np.column_stack([size[0] / 2 + size[0] * cam[:, 0] / -cam[:, 2], size[1] / 2 - size[0] * cam[:, 1] / -cam[:, 2]])
+    np.testing.assert_allclose(px, lm[:, :2], atol=1e-6)
+    eye = np.linalg.norm(cam[263] - cam[33])
+    assert eye == pytest.approx(rig.EYE_CORNER_CM)
+
+
+def test_calibration_gives_neutral_weights_near_zero(face_landmarks) -> None:
+    """A track that starts mid-smile with a blink still calibrates a relaxed neutral.
+
+    The person's neutral (from a real frame) is animated with the rig's own fields:
+    smiling with the mouth open for the first 12 frames, a blink at frames 20-22, then
+    relaxed; the head moves a little throughout. After calibration the relaxed frames
+    must read near 0 on every shape, and the smile frames must not have become the neutral.
+    """
+    lm0, size = face_landmarks[0][0], face_landmarks[1]
+    neutral, _ = rig.head_frame_shape(lm0, size, float(size[0]))
+    fields = rig.generate_rig(neutral)
+    idx = ARKIT_BLENDSHAPES.index
+    rng = np.random.default_rng(0)
+    fitter = FaceModelFitter(None)
+    late = []
+    for i in range(90):
+        e = np.zeros(52)
+        if i < 12:
+            e[[idx("mouthSmileLeft"), idx("mouthSmileRight")]] = 0.7
+            e[idx("jawOpen")] = 0.3
+        if 20 <= i < 23:
+            e[[idx("eyeBlinkLeft"), idx("eyeBlinkRight")]] = 1.0
+        shape = neutral + np.tensordot(e, fields, axes=1)
+        yaw, pitch = np.deg2rad(4 * np.sin(i / 9)), np.deg2rad(3 * np.cos(i / 13))
+        rot = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]]) @ np.array(
+            [[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
+        lm = _render(shape, rot, np.array([0.5, -0.3, -45.0]), size)
+        lm[:, :2] += rng.normal(0, 0.3, size=(478, 2))
+        res = fitter.fit(1, lm, size)
+        if i >= 60:
+            late.append(res.blendshapes)
+    late = np.array(late)
+    assert fitter._tracks[1].calib.done
+    assert np.median(late, axis=0).max() < 0.05
+    assert np.percentile(late, 95, axis=0).max() < 0.15
+
+
+def test_builtin_jaw_follows_the_face_oval(face_landmarks) -> None:
+    """iBUG's 17 jaw points: evenly spaced along the oval from ear level to the chin."""
+    neutral, _ = rig.head_frame_shape(face_landmarks[0][0], face_landmarks[1], float(face_landmarks[1][0]))
+    model = rig.build_builtin_model(neutral)
+    jaw = model.embed(model.neutral, which="68")[:17]
+    np.testing.assert_allclose(jaw[0], neutral[127], atol=1e-5)
+    np.testing.assert_allclose(jaw[8], neutral[152], atol=1e-5)
+    np.testing.assert_allclose(jaw[16], neutral[356], atol=1e-5)
+    for side in (jaw[:9], jaw[8:]):
+        steps = np.linalg.norm(np.diff(side, axis=0), axis=1)
+        assert steps.max() < 1.5 * steps.min()  # chords of equal arcs along a gently curved line
+    # the fitter uses only the landmarks the model names (185 of 478 for the built-in rig)
+    assert len(PreparedModel(model, 0.5).idx) == len(rig.fit_landmarks()) == 185

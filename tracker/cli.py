@@ -59,6 +59,10 @@ def app(verbose: int) -> None:
 @click.option("--model", default="builtin", show_default=True,
               help="Face model fitted per face (see `facetrack models list`); `none` for landmarks and rigid pose only.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option("--no-eyes", is_flag=True, help="Skip eye state, ELAM, lid/lip dynamics, gaze and blink events.")
+@click.option("--no-filter", is_flag=True, help="No temporal smoothing of landmarks, pose and weights.")
+@click.option("--eye-engine", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Eye-state engine (.onnx with its .json); default: the packaged one.")
 @click.option("--stream-id", default="main", show_default=True, help="Names the stream in topics and results.")
 @click.option("--realtime", is_flag=True, help="Pace a file at its frame rate and treat it as live.")
 @click.option("--loop", is_flag=True, help="Replay a file forever (stop with Ctrl-C).")
@@ -66,12 +70,14 @@ def app(verbose: int) -> None:
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str, vmc: str | None,
         livelink: str | None, curve_keys: Path | None, wait_subscribers: int, max_faces: int, model: str,
-        max_frames: int | None, stream_id: str, realtime: bool, loop: bool, focal_px: float | None,
-        quiet: bool) -> None:
+        max_frames: int | None, no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str,
+        realtime: bool, loop: bool, focal_px: float | None, quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
     from facetrack.adapters.file_sinks import open_file_sink
     from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
     from facetrack.tracker.config import TrackerConfig
+    from facetrack.tracker.eye_stage import EyeOptions
+    from facetrack.tracker.filters import FilterConfig
     from facetrack.tracker.pipeline import Tracker
     from facetrack.tracker.progress import RunProgress
     from facetrack.tracker.sources import SourceConfig, open_source
@@ -79,6 +85,7 @@ def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str,
     config = TrackerConfig(
         max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
         model=None if model == "none" else model, source=SourceConfig(realtime=realtime, loop=loop),
+        eyes=EyeOptions(enabled=not no_eyes, engine=eye_engine), filter=FilterConfig(enabled=not no_filter),
     )
     if not outputs and endpoint is None and vmc is None and livelink is None:
         err.print("[yellow]No --out, --publish, --vmc or --livelink given: results are discarded (see --help).")
@@ -265,8 +272,10 @@ def keys_init(folder: Path, clients: tuple[str, ...]) -> None:
 
 def _mount_subcommands() -> None:
     from facetrack.tracker.facemodel.cli import models_group
+    from facetrack.training.cli import train_group
 
     app.add_command(models_group)
+    app.add_command(train_group)
 
 
 _mount_subcommands()

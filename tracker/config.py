@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from facetrack.tracker.eye_stage import EyeOptions
+from facetrack.tracker.filters import FilterConfig
 from facetrack.tracker.sources import SourceConfig
 
 
@@ -22,4 +24,6 @@ class TrackerConfig(BaseModel):
         "builtin",
         description="Morphable model fitted per face (`facetrack models list`); None tracks landmarks and rigid pose only.",
     )
+    eyes: EyeOptions = Field(default_factory=EyeOptions, description="Eye state, ELAM, lid/lip dynamics, gaze.")
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="Temporal smoothing that keeps blinks.")
     source: SourceConfig = Field(default_factory=SourceConfig)

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.linalg  # noqa: F401  (loaded before the thread-pool controller looks for BLAS libraries)
 from threadpoolctl import ThreadpoolController
 
-from facetrack.tracker.facemodel.fitter import FaceModelFitter
+from facetrack.tracker.facemodel.fitter import FaceModelFitter, FitResult
 from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model
 from facetrack.tracker.pose import pose_from_matrix
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
@@ -46,8 +46,15 @@ class FitStage:
 
     def apply(self, face: FaceResult, image_size: tuple[int, int]) -> None:
         """Fit one face and write the fit into it."""
+        self.write(face, self.fit(face, image_size))
+
+    def fit(self, face: FaceResult, image_size: tuple[int, int]) -> FitResult:
+        """Fit one face (its landmarks as they are now: ELAM-corrected when the eye stage ran)."""
         with _BLAS.limit(limits=1, user_api="blas"):
-            fit = self.fitter.fit(face.track_id, face.landmarks, image_size, self.focal_px)
+            return self.fitter.fit(face.track_id, face.landmarks, image_size, self.focal_px)
+
+    def write(self, face: FaceResult, fit: FitResult) -> None:
+        """Write a fit (possibly refined by the dynamics stage) into the face's result."""
         face.blendshapes = fit.blendshapes
         face.coefficients = FaceCoefficients.model_construct(
             model_id=fit.model_id,

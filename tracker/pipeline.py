@@ -1,4 +1,10 @@
-"""The streaming pipeline: source -> landmarks -> tracks -> pose -> model fit -> FrameResult -> sinks."""
+"""The streaming pipeline: source -> landmarks -> tracks -> eye state + ELAM -> model fit -> lid/lip dynamics
+-> gaze -> temporal filter -> eye events -> FrameResult -> sinks.
+
+Per-stage timings (`Tracker.timings`): landmarks, eyes (crops, eye-state engine, ELAM), fit (or pose),
+dynamics (online LDL), gaze (eyeLook* from the irises), filter, events (openness, mouth, blinks);
+each summed over a frame's faces.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +18,17 @@ import numpy as np
 from facetrack.engines.base import DetectedFace, LandmarkEngine
 from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
 from facetrack.tracker.config import TrackerConfig
+from facetrack.tracker.dynamics import LipLidDynamics
+from facetrack.tracker.eye_stage import EyeMeasure, EyeStage
 from facetrack.tracker.fitting import FitStage
 from facetrack.tracker.geometry import landmark_box
 from facetrack.tracker.pose import estimate_head_pose
-from facetrack.tracker.schema import FaceResult, FrameResult, StreamMetadata
+from facetrack.tracker.filters import FaceFilter
+from facetrack.tracker.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
 from facetrack.tracker.sinks import Sink
 from facetrack.tracker.sources import Frame, FrameSource, open_source
-from facetrack.tracker.timing import StageTimings
-from facetrack.tracker.tracks import TrackAssigner
+from facetrack.tracker.timing import StageClock, StageTimings
+from facetrack.tracker.tracks import Track, TrackAssigner
 
 log = logging.getLogger("facetrack.pipeline")
 
@@ -45,6 +54,9 @@ class Tracker:
         self.metadata: StreamMetadata | None = None
         self._source: FrameSource | None = None
         self._fit: FitStage | None = None
+        self._eyes: EyeStage | None = None
+        self._dynamics: LipLidDynamics | None = None
+        self._filter: FaceFilter | None = None
 
     def track(self, source: SourceLike) -> Iterator[FrameResult]:
         """Results for every frame of `source`, in order (live sources may skip frames, counted).
@@ -57,6 +69,13 @@ class Tracker:
         frames = source if isinstance(source, FrameSource) else open_source(source, self.config.source)
         self._source = frames
         self._fit = FitStage(self.config.model, self.config.focal_px) if self.config.model else None
+        eyes = self.config.eyes
+        self._eyes = EyeStage(eyes) if eyes.enabled else None
+        self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None
+        still_images = frames.info.fps is None and not frames.live
+        # a folder of photos is not a motion: nothing to smooth across them
+        self._filter = FaceFilter(self.config.filter) if self.config.filter.enabled and not still_images else None
+        self._fps = frames.info.fps
         metadata = StreamMetadata(stream_id=self.config.stream_id, source=frames.info, started_at=time.time())
         self.metadata = self._fit.describe(metadata) if self._fit else metadata
         return frames
@@ -81,14 +100,22 @@ class Tracker:
         t1 = time.perf_counter()
         boxes = [landmark_box(face.landmarks) for face in detected]
         assigned = tracks.assign(boxes, [face.detection_score for face in detected])
+        events: list[EyeEvent] = []
         if self._fit is not None:
             self._fit.forget(tracks.ended)
+        if self._eyes is not None:
+            events += self._eyes.forget(tracks.ended)
+        if self._filter is not None:
+            self._filter.forget(tracks.ended)
+        clock = StageClock(self._stages())
+        t = self._time_of(frame)
         faces = [
-            self._describe_face(face, box, track.track_id, track.score, (width, height))
+            self._describe_face(face, box, track, frame, t, events, clock)
             for face, box, track in zip(detected, boxes, assigned)
         ]
         self.timings.record("landmarks", t1 - t0)
-        self.timings.record("fit" if self._fit is not None else "pose", time.perf_counter() - t1)
+        for stage, seconds in clock.seconds.items():
+            self.timings.record(stage, seconds)
         return FrameResult.model_construct(
             schema_id="facetrack.frame/1",
             stream_id=self.config.stream_id,
@@ -100,16 +127,40 @@ class Tracker:
             height=height,
             dropped_frames=frame.dropped,
             faces=faces,
+            eye_events=events or None,
         )
 
+    def _stages(self) -> list[str]:
+        names = ["eyes"] if self._eyes is not None else []
+        names.append("fit" if self._fit is not None else "pose")
+        if self._dynamics is not None:
+            names.append("dynamics")
+        if self._eyes is not None and self._fit is not None:
+            names.append("gaze")
+        if self._filter is not None:
+            names.append("filter")
+        if self._eyes is not None:
+            names.append("events")
+        return names
+
+    def _time_of(self, frame: Frame) -> float:
+        """Seconds for the filter: the presentation time, else the index at the frame rate, else the clock."""
+        if frame.pts is not None:
+            return float(frame.pts)
+        if self._fps:
+            return frame.index / float(self._fps)
+        return float(frame.capture_time)
+
     def _describe_face(
-        self, face: DetectedFace, box: np.ndarray, track_id: int, score: float, image_size: tuple[int, int]
+        self, face: DetectedFace, box: np.ndarray, track: Track, frame: Frame, t: float,
+        events: list[EyeEvent], clock: StageClock,
     ) -> FaceResult:
-        """A face's result: the model fit when a model is configured, else the rigid landmark pose."""
+        """A face's result: eye state and ELAM, the model fit (or the rigid pose), dynamics, filter, events."""
+        height, width = frame.image.shape[:2]
         result = FaceResult.model_construct(
-            track_id=track_id,
+            track_id=track.track_id,
             bbox=tuple(box.tolist()),
-            score=score,
+            score=track.score,
             landmarks=face.landmarks,
             pose=None,
             blendshapes=None,
@@ -118,10 +169,31 @@ class Tracker:
             eyes=None,
             mouth_openness=None,
         )
+        clock.start()
+        measure: EyeMeasure | None = None
+        if self._eyes is not None:
+            measure = self._eyes.measure(frame.image, result)
+            clock.lap("eyes")
         if self._fit is not None:
-            self._fit.apply(result, image_size)
+            fit = self._fit.fit(result, (width, height))
+            clock.lap("fit")
+            if self._dynamics is not None:
+                self._dynamics.refine(fit, result.landmarks, None if measure is None else measure.open_opening)
+                clock.lap("dynamics")
+            self._fit.write(result, fit)
+            clock.lap("fit")
+            if measure is not None:
+                self._eyes.gaze(result, measure)
+                clock.lap("gaze")
         else:
-            result.pose = estimate_head_pose(face.landmarks, image_size, self.config.focal_px)
+            result.pose = estimate_head_pose(result.landmarks, (width, height), self.config.focal_px)
+            clock.lap("pose")
+        if self._filter is not None:
+            self._filter.apply(result, t)
+            clock.lap("filter")
+        if measure is not None:
+            events.extend(self._eyes.finish(result, measure, frame.index))
+            clock.lap("events")
         return result
 
     def run(

@@ -89,6 +89,16 @@ class Eyes(_Model):
     right: EyeState = Field(default_factory=EyeState, description="The subject's right eye.")
 
 
+class EyeEvent(_Model):
+    """A blink or wink of one track that ended: reported on the frame after its last closed frame."""
+
+    track_id: int
+    kind: Literal["blink", "wink_left", "wink_right"] = Field(
+        description="blink: both eyes closed together; wink_left / wink_right: only the subject's left / right eye.")
+    start_frame: int = Field(description="First frame with the eye(s) closed.")
+    end_frame: int = Field(description="Last frame with the eye(s) closed (inclusive).")
+
+
 class FaceCoefficients(_Model):
     """The fitted morphable model's own coefficients (layout in the stream metadata)."""
 
@@ -137,6 +147,8 @@ class FrameResult(_Model):
     height: int
     dropped_frames: int = Field(default=0, description="Frames a live source dropped so far (cumulative).")
     faces: list[FaceResult] = Field(default_factory=list)
+    eye_events: list[EyeEvent] | None = Field(
+        default=None, description="Blinks and winks that ended with this frame (optional; None when none).")
 
 
 class SourceInfo(_Model):

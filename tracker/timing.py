@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import numpy as np
@@ -44,3 +45,20 @@ class StageTimings:
 
     def clear(self) -> None:
         self._samples.clear()
+
+
+class StageClock:
+    """Sums the time of named stages over one frame, where the stages interleave face by face."""
+
+    def __init__(self, stages: list[str]) -> None:
+        self.seconds = dict.fromkeys(stages, 0.0)
+        self._last = time.perf_counter()
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """Charge the time since the last lap (or start) to `stage`."""
+        now = time.perf_counter()
+        self.seconds[stage] += now - self._last
+        self._last = now

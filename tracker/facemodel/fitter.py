@@ -9,17 +9,22 @@ is generated per tracked person). Per frame and face:
 2. coefficients by regularised least squares: expression bounded to [0, 1] (a small
    active-set box QP on the normal equations), a temporal prior toward the previous
    frame and an L1/ridge prior toward neutral, with the track's identity held fixed;
-3. identity per track (every frame until it is confident, then every n-th frame): the
-   frame's identity measurement (a joint solve with a weak prior) and its information
-   matrix (Schur complement: pose and expression marginalised) are fused into the
-   track's information-form estimate, scaled by the SIR confidence
+3. identity per track (every frame until it is confident, then every n-th frame): on
+   the converged frame, one Gauss-Newton step on pose, identity and the expression
+   weights not at a bound (with a weak prior toward the track's estimate) measures the
+   identity, and its information matrix (Schur complement: pose and expression
+   marginalised) weighs it; the measurement is fused into the track's information-form
+   estimate, scaled by the SIR confidence
    f = 1/8 (cos a + 1)(cos b + 1)(cos g + 1) exp(-lambda ||expr||), so frontal neutral
    frames count most; with an N(0, 1) prior this is the recursive least-squares
    posterior, which converges as frames accumulate and then stays stable.
 
-Steps 1-2 alternate a few times. The normal equations come from the exact perspective
-Jacobian through the landmark-level bases (precomputed once per model, float32 for the
-Hessian), so a frame costs a few small matrix products and dense solves.
+Steps 1-2 are one joint step, repeated a few times. The normal equations come from
+the exact perspective Jacobian through the landmark-level bases (precomputed once per
+model, float32 for the Hessian), the box QP uses LAPACK's Cholesky directly, so a
+frame costs a few small matrix products and dense solves (~1 ms with the built-in
+model, one BLAS thread). A model may name the landmarks worth fitting
+(`extra["fit_landmarks"]`; the built-in rig uses 185 of 478).
 Landmarks are pixels (x right, y down); the camera frame is x right, y up, z toward
 the viewer; the focal length is in pixels with the principal point at the centre.
 """
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import BaseModel, Field
+from scipy.linalg.lapack import dposv
 
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
@@ -46,14 +52,14 @@ class FitterConfig(BaseModel):
     landmark_sigma: float = Field(0.02, gt=0, description="Landmark noise as a fraction of the face's RMS radius.")
     outer_iterations: int = Field(2, ge=1, description="Joint Gauss-Newton steps per frame (warm-started).")
     max_iterations: int = Field(10, ge=1, description="More steps while the pose still moves (fast motion, re-acquired face).")
-    tolerance: float = Field(1e-3, gt=0, description="Converged when the step is below this (rad, or depth fraction).")
+    tolerance: float = Field(3e-3, gt=0, description="Converged when the step is below this (rad, or depth fraction).")
     pose_iterations: int = Field(3, ge=1, description="Pose-only steps after a track's weak-perspective start.")
     first_frame_iterations: int = Field(8, ge=1, description="Joint steps on a track's first frame (no warm start).")
     exp_ridge: float = Field(0.05, ge=0, description="Ridge prior on expression weights (toward neutral).")
-    exp_l1: float = Field(1.0, ge=0, description="L1 prior on expression weights (sparse, they are >= 0).")
+    exp_l1: float = Field(2.0, ge=0, description="L1 prior on expression weights (sparse; neutral reads 0).")
     temporal: float = Field(1.0, ge=0, description="Pull of expression weights toward the previous frame.")
     id_prior: float = Field(1.0, ge=0, description="N(0, 1) prior on identity coefficients (precision).")
-    id_measure_prior: float = Field(1.0, gt=0, description="Weak prior of the per-frame identity measurement.")
+    id_measure_prior: float = Field(0.3, gt=0, description="Weak prior of the per-frame identity measurement.")
     id_max_weight: float = Field(150.0, gt=0, description="Cap on a track's accumulated confidence (adaptivity).")
     id_warmup_weight: float = Field(6.0, ge=0, description="Update identity every frame until this confidence.")
     id_every: int = Field(15, ge=1, description="Then update identity every n-th frame of the track.")
@@ -116,8 +122,10 @@ def box_qp(h: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: np.
     """min 1/2 x'Hx - c'x with lo <= x <= hi (H positive definite, small).
 
     Active-set iterations, warm-started from x0's active bounds: solve on the free set,
-    clamp the violators, release bounds whose gradient points inward. A few Cholesky
-    solves per call; ends with a clip so the bounds always hold.
+    clamp the violators, release bounds whose gradient points inward. One LAPACK
+    Cholesky solve (dposv) per iteration on index-gathered blocks: at this size (~60
+    variables, 2-4 iterations per call) numpy's per-call overhead was most of the
+    cost. Ends with a clip so the bounds always hold.
     """
     n = len(c)
     at_lo = np.zeros(n, bool) if x0 is None else x0 <= lo + 1e-9
@@ -127,12 +135,14 @@ def box_qp(h: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: np.
         fixed = at_lo | at_hi
         x[at_lo], x[at_hi] = lo[at_lo], hi[at_hi]
         free = ~fixed
-        if free.any():
-            rhs = c[free] - h[np.ix_(free, fixed)] @ x[fixed] if fixed.any() else c[free]
-            try:
-                x[free] = np.linalg.solve(h[np.ix_(free, free)], rhs)
-            except np.linalg.LinAlgError:
-                x[free] = np.linalg.lstsq(h[np.ix_(free, free)], rhs, rcond=None)[0]
+        fi = np.flatnonzero(free)
+        if len(fi):
+            hf = h.take(fi, 0)
+            rhs = c[fi] - hf @ x if len(fi) < n else c.copy()
+            if len(fi) < n:
+                rhs += hf.take(fi, 1) @ x[fi]
+            _, sol, info = dposv(hf.take(fi, 1), rhs)
+            x[fi] = sol if info == 0 else np.linalg.lstsq(hf.take(fi, 1), rhs, rcond=None)[0]
         vlo, vhi = free & (x < lo), free & (x > hi)
         if vlo.any() or vhi.any():
             at_lo |= vlo
@@ -153,7 +163,10 @@ class PreparedModel:
 
     def __init__(self, model: MorphableModel, contour_weight: float) -> None:
         self.model = model
-        self.idx = np.nonzero(model.lmk_valid)[0]
+        used = model.lmk_valid.copy()
+        if "fit_landmarks" in model.extra:  # the model names the landmarks worth fitting
+            used &= np.isin(np.arange(LANDMARK_COUNT), model.extra["fit_landmarks"])
+        self.idx = np.nonzero(used)[0]
         n = len(self.idx)
         vi, bw = model.lmk_vertices[self.idx], model.lmk_bary[self.idx].astype(np.float64)
         self.base = np.einsum("nkc,nk->nc", model.neutral[vi].astype(np.float64), bw)  # (N, 3)
@@ -166,9 +179,11 @@ class PreparedModel:
         w = np.ones(LANDMARK_COUNT)
         w[FACE_OVAL] = contour_weight
         self.weight = w[self.idx]
-        self.basis32c = np.ascontiguousarray(self.basis.transpose(1, 0, 2), dtype=np.float32)  # (3, N, K)
-        self.basis32c_exp = np.ascontiguousarray(self.basis32c[:, :, self.k_id:])
         self.basis_flat = np.ascontiguousarray(self.basis.reshape(-1, self.k))  # (3N, K)
+        self.basis_flat_exp = np.ascontiguousarray(self.basis_flat[:, self.k_id:])
+        b32 = self.basis.transpose(1, 0, 2).astype(np.float32)  # (3, N, K)
+        self.basis32 = np.ascontiguousarray(b32)
+        self.basis32_exp = np.ascontiguousarray(b32[:, :, self.k_id:])
         self.radius = float(np.sqrt(((self.base - self.base.mean(0)) ** 2).sum(1).mean()))
         v68, b68 = model.lmk68_vertices, model.lmk68_bary.astype(np.float64)
         self.base68 = np.einsum("nkc,nk->nc", model.neutral[v68].astype(np.float64), b68)
@@ -176,12 +191,12 @@ class PreparedModel:
             (68, 3, 0))
         lo, hi = (float(b) for b in model.extra.get("exp_bounds", (0.0, 1.0)))
         self.exp_nonneg = lo >= 0.0
-        self.lo = np.concatenate([np.full(self.k_id, -np.inf), np.full(self.k_exp, lo)])
-        self.hi = np.concatenate([np.full(self.k_id, np.inf), np.full(self.k_exp, hi)])
+        self.lo_pose_exp = np.concatenate([np.full(6, -np.inf), np.full(self.k_exp, lo)])
+        self.hi_pose_exp = np.concatenate([np.full(6, np.inf), np.full(self.k_exp, hi)])
 
-    def shape(self, coef: np.ndarray) -> np.ndarray:
-        """Landmark positions (N, 3) in the head frame for the coefficients [identity, expression]."""
-        return self.base + (self.basis_flat @ coef).reshape(-1, 3)
+    def identity_shape(self, identity: np.ndarray) -> np.ndarray:
+        """The neutral landmarks (N, 3) of a person; expression deltas are added to it per step."""
+        return self.base + (self.basis_flat[:, : self.k_id] @ identity).reshape(-1, 3) if self.k_id else self.base
 
 
 @dataclass
@@ -194,6 +209,7 @@ class _Track:
     id_weight: float = 0.0
     id_info: np.ndarray | None = None  # accumulated information matrix (K_id, K_id)
     id_eta: np.ndarray | None = None  # accumulated information vector
+    id_shape: np.ndarray | None = None  # landmarks of the current identity, no expression
     frames: int = 0
     calib: object | None = None  # built-in rig calibration state
 
@@ -251,42 +267,50 @@ class FaceModelFitter:
         cfg = self.config
 
         k_id = pm.k_id
-        ident = track.identity.copy() if track.identity is not None else np.zeros(k_id)
+        if track.id_shape is None:
+            track.id_shape = pm.identity_shape(np.zeros(k_id))
         expr_prev = track.expression
         expr = expr_prev.copy() if expr_prev is not None else np.zeros(pm.k_exp)
         first = track.rotation is None
         solve_id = k_id > 0 and (first or track.id_weight < cfg.id_warmup_weight or track.frames % cfg.id_every == 0)
         if first:
-            rot, trans = _init_pose(pm.shape(np.concatenate([ident, np.zeros(pm.k_exp)])), p, wts)
+            rot, trans = _init_pose(track.id_shape, p, wts)
+            for _ in range(cfg.pose_iterations):
+                rot, trans = _pose_step(track.id_shape, p, wts, rot, trans)
         else:
             rot, trans = track.rotation.copy(), track.translation.copy()
-        coef = np.concatenate([ident, expr])
-        if first:
-            shape0 = pm.shape(coef)
-            for _ in range(cfg.pose_iterations):
-                rot, trans = _pose_step(shape0, p, wts, rot, trans)
         # pose and expression with the track's identity fixed, until the steps are small
         n_fixed = cfg.first_frame_iterations if first else cfg.outer_iterations
         for it in range(cfg.max_iterations):
-            rot, trans, coef, _, step = self._joint_step(pm, p, wts, rot, trans, coef, expr_prev, False)
+            rot, trans, expr, step = self._expression_step(track, p, wts, rot, trans, expr, expr_prev)
             if it + 1 >= n_fixed and step < cfg.tolerance:
                 break
         self.last_iterations = it + 1
         if solve_id:
-            # identity measurement on the converged frame, fused into the track's estimate
+            # identity measurement on the converged frame, fused into the track's estimate;
+            # a track's first frame iterates measurement and expression fit before fusing
+            anchor = track.identity if track.identity is not None else np.zeros(k_id)
             for _ in range(cfg.first_frame_iterations if first else 1):
-                rot, trans, coef, info, _ = self._joint_step(pm, p, wts, rot, trans, coef, expr_prev, True,
-                                                             track.identity)
-            assert info is not None
-            conf = sir_confidence(rot, coef[k_id:], cfg.sir_lambda)
-            self._fuse_identity(track, coef[:k_id], info, conf)
-            coef[:k_id] = track.identity
-            for _ in range(cfg.max_iterations):
-                rot, trans, coef, _, step = self._joint_step(pm, p, wts, rot, trans, coef, expr_prev, False)
+                measured, info = self._measure_identity(track, p, wts, rot, trans, expr, expr_prev, anchor)
+                if first:
+                    anchor = measured
+                    track.id_shape = pm.identity_shape(measured)
+                    for _ in range(cfg.max_iterations):
+                        rot, trans, expr, step = self._expression_step(track, p, wts, rot, trans, expr, expr_prev)
+                        if step < cfg.tolerance:
+                            break
+            self._fuse_identity(track, measured, info, sir_confidence(rot, expr, cfg.sir_lambda))
+            assert track.identity is not None
+            track.id_shape = pm.identity_shape(track.identity)
+            # a new track's pose and expression follow its fused identity at once; later
+            # frames leave that to the next frame's steps (the identity moved a little)
+            for _ in range(cfg.max_iterations if first else 0):
+                rot, trans, expr, step = self._expression_step(track, p, wts, rot, trans, expr, expr_prev)
                 if step < cfg.tolerance:
                     break
-        shape = pm.shape(coef)
-        ident, expr = coef[:k_id], coef[k_id:]
+        ident = track.identity if track.identity is not None else np.zeros(k_id)
+        coef = np.concatenate([ident, expr])
+        shape = track.id_shape + (pm.basis_flat_exp @ expr).reshape(-1, 3)
         conf = sir_confidence(rot, expr, cfg.sir_lambda)
         track.rotation, track.translation, track.expression = rot, trans, expr
         track.frames += 1
@@ -324,7 +348,7 @@ class FaceModelFitter:
                     model = calib.update(lm, (w, h), f)
                     if model is not None:
                         t.prepared = PreparedModel(model, self.config.contour_weight)
-                        t.expression = None  # the neutral changed: the old weights mean nothing
+                        t.expression = t.id_shape = None  # the neutral changed: the old weights mean nothing
         elif t is None:
             assert self._shared is not None
             t = _Track(self._shared)
@@ -334,82 +358,116 @@ class FaceModelFitter:
         self._tracks[track_id] = t  # most recently seen last
         return t
 
-    def _joint_step(self, pm: PreparedModel, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
-                    trans: np.ndarray, coef: np.ndarray, expr_prev: np.ndarray | None,
-                    solve_id: bool, id_anchor: np.ndarray | None = None,
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, float]:
-        """One regularised Gauss-Newton step on pose and coefficients together.
+    def _normal_equations(self, pm: PreparedModel, shape: np.ndarray, basis: np.ndarray, p: np.ndarray,
+                          wts: np.ndarray, rot: np.ndarray, trans: np.ndarray,
+                          ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Gauss-Newton normal equations (H, g) of pose (6) and the coefficients of `basis` (3, N, K).
 
-        Pose and shape are strongly coupled (depth vs. face size, pitch vs. profile),
-        so they are solved in one system; expression stays in [0, 1] via the box QP.
+        Exact perspective Jacobian, built column-wise in float32 without temporaries
+        (a fit is a few of these; numpy call overhead matters at this size), scaled
+        by the landmark precision; also returns the mean depth.
         """
-        cfg = self.config
-        k_id = pm.k_id
-        sel = slice(0 if solve_id else k_id, pm.k)
-        shape = pm.shape(coef)
         y = shape @ rot.T
         cam = y + trans
         depth = -cam[:, 2]
         inv = 1.0 / depth
         px, py = cam[:, 0] * inv, cam[:, 1] * inv
         sw = np.sqrt(wts)
-        r = (p - np.stack([px, py], axis=1)) * sw[:, None]
-        # rows of D_i = d(projection)/dX: inv * [1, 0, px], inv * [0, 1, py]
-        swi = (sw * inv)[:, None]
-        dx = np.stack([np.ones_like(px), np.zeros_like(px), px], axis=1) * swi
-        dy = np.stack([np.zeros_like(px), np.ones_like(px), py], axis=1) * swi
-        b0, b1, b2 = pm.basis32c if solve_id else pm.basis32c_exp  # (N, K_sel) each, contiguous
-        ax = (dx @ rot).astype(np.float32)  # D_i R, row 0
-        ay = (dy @ rot).astype(np.float32)
-        jc = np.empty((2 * len(px), b0.shape[1]), np.float32)
-        n = len(px)
-        jc[:n] = ax[:, :1] * b0 + ax[:, 1:2] * b1 + ax[:, 2:] * b2
-        jc[n:] = ay[:, :1] * b0 + ay[:, 1:2] * b1 + ay[:, 2:] * b2
-        jp = np.concatenate([np.concatenate([np.cross(y, dx), dx], 1),
-                             np.concatenate([np.cross(y, dy), dy], 1)]).astype(np.float32)
-        jac = np.concatenate([jp, jc], axis=1)
-        res = np.concatenate([r[:, 0], r[:, 1]]).astype(np.float32)
+        swi = sw * inv
+        n, k = len(px), basis.shape[2]
+        jac = np.empty((2 * n, 6 + k), np.float32)
+        jx, jy = jac[:n], jac[n:]
+        y0, y1, y2 = y[:, 0], y[:, 1], y[:, 2]
+        # rows of D = d(projection)/d(camera point): swi [1, 0, px], swi [0, 1, py]; the
+        # rotation columns are y x D (a small rotation w moves y by w x y), translation D
+        jx[:, 0], jx[:, 1], jx[:, 2] = y1 * px * swi, (y2 - y0 * px) * swi, -y1 * swi
+        jy[:, 0], jy[:, 1], jy[:, 2] = (y1 * py - y2) * swi, -y0 * py * swi, y0 * swi
+        jx[:, 3], jx[:, 4], jx[:, 5] = swi, 0.0, px * swi
+        jy[:, 3], jy[:, 4], jy[:, 5] = 0.0, swi, py * swi
+        ax = ((rot[0] + px[:, None] * rot[2]) * swi[:, None]).astype(np.float32)  # D R: head-frame derivative
+        ay = ((rot[1] + py[:, None] * rot[2]) * swi[:, None]).astype(np.float32)
+        b0, b1, b2 = basis
+        np.multiply(ax[:, :1], b0, out=jx[:, 6:])
+        jx[:, 6:] += ax[:, 1:2] * b1
+        jx[:, 6:] += ax[:, 2:] * b2
+        np.multiply(ay[:, :1], b0, out=jy[:, 6:])
+        jy[:, 6:] += ay[:, 1:2] * b1
+        jy[:, 6:] += ay[:, 2:] * b2
+        res = np.empty(2 * n, np.float32)
+        res[:n] = (p[:, 0] - px) * sw
+        res[n:] = (p[:, 1] - py) * sw
         dm = float((wts * depth).sum() / wts.sum())
-        prec = 1.0 / (cfg.landmark_sigma * pm.radius / dm) ** 2
-        hmat = (jac.T @ jac).astype(np.float64) * prec
-        g = (jac.T @ res).astype(np.float64) * prec
-        cur = coef[sel]
-        c = hmat[:, 6:] @ cur + g
-        n_id = k_id if solve_id else 0
-        diag = np.zeros(len(c))
+        prec = 1.0 / (self.config.landmark_sigma * pm.radius / dm) ** 2
+        return (jac.T @ jac).astype(np.float64) * prec, (jac.T @ res).astype(np.float64) * prec, dm
+
+    def _expression_step(self, track: _Track, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
+                         trans: np.ndarray, expr: np.ndarray, expr_prev: np.ndarray | None,
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """One regularised Gauss-Newton step on pose and expression together (identity fixed).
+
+        Pose and expression are coupled (jaw drop vs. pitch, smile vs. depth), so they
+        are solved in one system; expression stays in [0, 1] via the box QP.
+        """
+        cfg = self.config
+        pm = track.prepared
+        assert track.id_shape is not None
+        shape = track.id_shape + (pm.basis_flat_exp @ expr).reshape(-1, 3)
+        hmat, g, dm = self._normal_equations(pm, shape, pm.basis32_exp, p, wts, rot, trans)
+        c = hmat[:, 6:] @ expr + g
+        diag = np.empty(len(c))
         diag[:6] = 1e-9 * hmat[np.arange(6), np.arange(6)].max()
-        # identity measurement: a weak prior toward the track's current estimate (so the
-        # fused estimate's fixed point is unbiased); the estimate itself is fused afterwards
-        if n_id:
-            diag[6:6 + n_id] = cfg.id_measure_prior
-            if id_anchor is not None:
-                c[6:6 + n_id] += cfg.id_measure_prior * id_anchor
         # expression priors: ridge, L1 (linear since weights >= 0), temporal
-        diag[6 + n_id:] = cfg.exp_ridge
+        diag[6:] = cfg.exp_ridge
         if pm.exp_nonneg:
-            c[6 + n_id:] -= cfg.exp_l1
+            c[6:] -= cfg.exp_l1
         if expr_prev is not None:
-            diag[6 + n_id:] += cfg.temporal
-            c[6 + n_id:] += cfg.temporal * expr_prev
+            diag[6:] += cfg.temporal
+            c[6:] += cfg.temporal * expr_prev
         hmat[np.diag_indices(len(c))] += diag
-        lo = np.concatenate([np.full(6, -np.inf), pm.lo[sel]])
-        hi = np.concatenate([np.full(6, np.inf), pm.hi[sel]])
-        x = box_qp(hmat, c, lo, hi, np.concatenate([np.zeros(6), cur]))
-        out = coef.copy()
-        out[sel] = x[6:]
-        info = None
-        if n_id:
-            # identity information with pose and expression marginalised (Schur complement)
-            ii = np.arange(6, 6 + n_id)
-            rr = np.r_[0:6, 6 + n_id:len(c)]
-            h_ir = hmat[np.ix_(ii, rr)]
-            info = hmat[np.ix_(ii, ii)] - h_ir @ np.linalg.solve(hmat[np.ix_(rr, rr)], h_ir.T)
-            info[np.diag_indices(n_id)] -= cfg.id_measure_prior
-            info = 0.5 * (info + info.T)
+        x = box_qp(hmat, c, pm.lo_pose_exp, pm.hi_pose_exp, np.concatenate([np.zeros(6), expr]))
         # step size: rotation (rad), translation relative to depth, coefficient change
         step = max(float(np.abs(x[:3]).max()), float(np.abs(x[3:6]).max()) / dm,
-                   float(np.abs(x[6:] - cur).max()) * 0.01 if len(cur) else 0.0)
-        return rodrigues(x[:3]) @ rot, trans + x[3:6], out, info, step
+                   float(np.abs(x[6:] - expr).max()) * 0.01 if len(expr) else 0.0)
+        return rodrigues(x[:3]) @ rot, trans + x[3:6], x[6:], step
+
+    def _measure_identity(self, track: _Track, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
+                          trans: np.ndarray, expr: np.ndarray, expr_prev: np.ndarray | None,
+                          anchor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The identity measured on this (converged) frame, and its information matrix.
+
+        One Gauss-Newton step on pose, identity and expression from the converged
+        pose and expression, with a weak prior toward the track's estimate, gives the
+        measurement; its information is the identity block with pose and expression
+        marginalised (Schur complement), so what an expression could explain does not
+        count as identity. The expression weights at a bound (most are 0) stay there:
+        the frame was just fitted, so its active set is known and the step is one
+        dense solve instead of a box QP over all 159 coefficients (which made ICT's
+        identity frames 3-4x the cost of the others).
+        """
+        cfg = self.config
+        pm = track.prepared
+        assert track.id_shape is not None
+        k_id = pm.k_id
+        shape = track.id_shape + (pm.basis_flat_exp @ expr).reshape(-1, 3)
+        free = np.ones(pm.k_exp, bool)
+        if pm.exp_nonneg:
+            free = (expr > pm.lo_pose_exp[6:] + 1e-9) & (expr < pm.hi_pose_exp[6:] - 1e-9)
+        # only the columns the step moves: pose, identity and the free expression weights
+        basis = np.concatenate([pm.basis32[:, :, :k_id], pm.basis32_exp[:, :, free]], axis=2)
+        h, rhs, _ = self._normal_equations(pm, shape, basis, p, wts, rot, trans)
+        e = expr[free]
+        prior = np.full(len(e), cfg.exp_ridge + (cfg.temporal if expr_prev is not None else 0.0))
+        rhs[6 + k_id:] -= cfg.exp_ridge * e + (cfg.exp_l1 if pm.exp_nonneg else 0.0)
+        if expr_prev is not None:
+            rhs[6 + k_id:] -= cfg.temporal * (e - expr_prev[free])
+        h[np.diag_indices(len(rhs))] += np.concatenate(
+            [np.full(6, 1e-9 * h[np.arange(6), np.arange(6)].max()), np.zeros(k_id), prior])
+        ii = np.arange(6, 6 + k_id)
+        rr = np.r_[0:6, 6 + k_id:len(rhs)]
+        h_ir = h[np.ix_(ii, rr)]
+        info = h[np.ix_(ii, ii)] - h_ir @ np.linalg.solve(h[np.ix_(rr, rr)], h_ir.T)
+        h[ii, ii] += cfg.id_measure_prior
+        return anchor + np.linalg.solve(h, rhs)[6:6 + k_id], 0.5 * (info + info.T)
 
     def _fuse_identity(self, track: _Track, measured: np.ndarray, info: np.ndarray, conf: float) -> None:
         """Information-form fusion of one frame's identity, weighted by its SIR confidence."""

@@ -1,0 +1,56 @@
+"""The eye-state engine: P(closed) for both eyes of a face in one batch.
+
+The default engine (`engines/models/eye_state.onnx`, model card `engines/models/eye_state.md`)
+is a small CNN trained by `facetrack train eye-state` (training/eye_state.py). Input: the
+aligned grey crops of `facetrack.tracker.eyes.cut_eye_crops` (left eye mirrored), size and
+normalisation read from the engine's metadata.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facetrack.engines.onnx_runtime import EngineError, OnnxEngine
+
+DEFAULT_ENGINE = Path(__file__).resolve().parent / "models" / "eye_state.onnx"
+
+
+class EyeStateEngine:
+    """(N, H, W) uint8 grey eye crops -> (N,) P(closed)."""
+
+    name = "eye-state"
+
+    def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
+        self.onnx = OnnxEngine(path or DEFAULT_ENGINE, threads=threads)
+        meta = self.onnx.metadata
+        if meta.get("engine") != "eye_state":
+            raise EngineError(f"{self.onnx.path.name} is not an eye-state engine (engine={meta.get('engine')!r})")
+        self.input_size = tuple(int(v) for v in meta["input_size"])  # (width, height)
+        norm = meta["normalisation"]
+        self._scale = float(norm.get("scale", 1 / 255)) / float(norm["std"])
+        self._offset = -float(norm["mean"]) / float(norm["std"])
+        crop = meta.get("crop", {})
+        self.crop_scale = float(crop.get("scale", 1.9))
+        self.crop_y_shift = float(crop.get("y_shift", -0.08))
+        self.version = str(meta.get("version", "?"))
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        crops = np.asarray(crops)
+        if crops.ndim != 3 or (crops.shape[2], crops.shape[1]) != self.input_size:
+            raise ValueError(f"crops must be (N, {self.input_size[1]}, {self.input_size[0]}), got {crops.shape}")
+        x = (crops.astype(np.float32) * self._scale + self._offset)[:, None]
+        return self.onnx.run(x)[0].reshape(-1).astype(np.float32)
+
+    def predict_stored(self, crops: np.ndarray, batch: int = 256) -> np.ndarray:
+        """P(closed) for crops of any size (resized to the input size): evaluation of stored datasets."""
+        import cv2
+
+        out = [self.predict(np.stack([cv2.resize(c, self.input_size, interpolation=cv2.INTER_AREA)
+                                      for c in crops[i:i + batch]])) for i in range(0, len(crops), batch)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def default_engine_available() -> bool:
+    return DEFAULT_ENGINE.is_file()

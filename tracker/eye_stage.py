@@ -1,0 +1,178 @@
+"""The eye and mouth stages of the pipeline: eye state + ELAM before the fit, dynamics, gaze,
+filter and events after it.
+
+Per frame and face (see tracker/pipeline.py):
+
+1. `EyeStage.measure`: cut both eye crops, P(closed) from the eye-state engine (one batch),
+   ELAM-correct the upper lids (tracker/eyes.py) relative to the track's calibrated open eye;
+   the corrected landmarks are what the model is fitted to and what the result carries.
+2. the model fit (tracker/fitting.py);
+3. `LipLidDynamics.refine` (tracker/dynamics.py): lid and lip weights matched to the
+   corrected landmarks' relative pair distances;
+4. gaze: the eyeLook* weights from the irises (tracker/eyes.py: iris_gaze);
+5. `FaceFilter` (tracker/filters.py): One Euro on landmarks, pose and weights, blinks kept;
+6. `EyeStage.finish`: per-eye state (P, openness), mouth openness, blink/wink events.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from facetrack.tracker import eyes as E
+from facetrack.tracker.schema import ARKIT_BLENDSHAPES, EyeEvent, Eyes, EyeState, FaceResult
+
+log = logging.getLogger("facetrack.eyes")
+
+BLINK = [ARKIT_BLENDSHAPES.index("eyeBlinkLeft"), ARKIT_BLENDSHAPES.index("eyeBlinkRight")]
+LOOK = [[ARKIT_BLENDSHAPES.index(f"eyeLook{d}{s}") for d in ("Down", "In", "Out", "Up")] for s in ("Left", "Right")]
+DEFAULT_OPEN_OPENING = 0.30
+"""A typical open eye's central lid gap over its width (mediapipe landmarks), until a track is calibrated."""
+
+
+class EyeOptions(BaseModel):
+    """The eye/mouth stages' switches (all on by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Run the eye stages at all.")
+    engine: Path | None = Field(None, description="Eye-state engine (.onnx); default: the one in the package.")
+    elam: bool = Field(True, description="Correct the upper lids from P(closed) (ELAM).")
+    dynamics: bool = Field(True, description="Refine lid/lip weights to the landmarks (online LDL).")
+    gaze: bool = Field(True, description="eyeLook* weights from the irises.")
+    closed_threshold: float = Field(0.5, ge=0, le=1, description="P(closed) at and above which ELAM corrects an eye.")
+
+
+@dataclass
+class EyeMeasure:
+    """What step 1 measured for one face."""
+
+    p_closed: np.ndarray  # (2,) left, right; NaN without an engine
+    raw_opening: np.ndarray  # (2,) relative opening of the landmarks as detected
+    open_opening: np.ndarray  # (2,) the track's calibrated open-eye opening
+
+
+@dataclass
+class _TrackEyes:
+    open_opening: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
+    n_open: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    blinks: E.BlinkDetector = field(default_factory=E.BlinkDetector)
+    gaze: np.ndarray = field(default_factory=lambda: np.zeros((2, 4)))
+
+    def calibrate(self, opening: np.ndarray, p: np.ndarray) -> None:
+        """Running estimate of the open eye's opening from frames the classifier calls open."""
+        for k in range(2):
+            if not np.isfinite(opening[k]):
+                continue
+            trusted = (np.isfinite(p[k]) and p[k] < 0.2) or (not np.isfinite(p[k]) and opening[k] > 0.2)
+            if not trusted:
+                continue
+            if self.n_open[k] == 0:
+                self.open_opening[k] = opening[k]
+            else:
+                rate = max(1.0 / (self.n_open[k] + 1), 0.02)
+                self.open_opening[k] += rate * (opening[k] - self.open_opening[k])
+            self.n_open[k] += 1
+
+    def opening_reference(self) -> np.ndarray:
+        ref = self.open_opening.copy()
+        ref[~np.isfinite(ref)] = DEFAULT_OPEN_OPENING
+        return ref
+
+
+class EyeStage:
+    """Eye state, ELAM, gaze, openness and events for every track of one stream."""
+
+    def __init__(self, options: EyeOptions | None = None) -> None:
+        self.options = options or EyeOptions()
+        self.engine = None
+        if self.options.enabled:
+            from facetrack.engines.eye_state import DEFAULT_ENGINE, EyeStateEngine
+
+            path = self.options.engine or DEFAULT_ENGINE
+            if self.options.engine is None and not Path(path).is_file():
+                log.warning("no eye-state engine at %s: eyes from landmarks only", path)
+            else:
+                self.engine = EyeStateEngine(path)
+        self._tracks: dict[int, _TrackEyes] = {}
+
+    def forget(self, track_ids: list[int]) -> list[EyeEvent]:
+        """Drop ended tracks; returns the events their open closures end with."""
+        out = []
+        for t in track_ids:
+            te = self._tracks.pop(t, None)
+            if te is not None:
+                out += [EyeEvent(track_id=t, kind=e.kind, start_frame=e.start_frame, end_frame=e.end_frame)
+                        for e in te.blinks.flush()]
+        return out
+
+    def _track(self, track_id: int) -> _TrackEyes:
+        te = self._tracks.get(track_id)
+        if te is None:
+            te = self._tracks[track_id] = _TrackEyes()
+        return te
+
+    def measure(self, image: np.ndarray, face: FaceResult) -> EyeMeasure:
+        """Step 1: P(closed) per eye and ELAM; replaces face.landmarks with the corrected ones."""
+        te = self._track(face.track_id)
+        lm = np.asarray(face.landmarks)
+        raw = E.relative_openings(lm)
+        p = np.full(2, np.nan)
+        if self.engine is not None:
+            p = self.engine.predict(E.cut_eye_crops(image, lm, self.engine.input_size))
+        te.calibrate(raw, p)
+        ref = te.opening_reference()
+        if self.options.elam and self.engine is not None:
+            corrected, _ = E.elam_correct(lm, p, ref, self.options.closed_threshold)
+            face.landmarks = corrected
+        return EyeMeasure(p, raw, ref)
+
+    def gaze(self, face: FaceResult, m: EyeMeasure) -> None:
+        """Step 4: eyeLook* from the irises; a closed eye keeps its last gaze (its iris is not seen)."""
+        if not self.options.gaze or face.blendshapes is None:
+            return
+        te = self._track(face.track_id)
+        g = E.iris_gaze(face.landmarks)
+        for k in range(2):
+            p = m.p_closed[k]
+            if not np.isfinite(p) or p < 0.5:
+                te.gaze[k] = g[k]
+        # both eyes look the same way: average them (each eye's own estimate is noisy)
+        both = te.gaze.mean(0)
+        bs = np.array(face.blendshapes, np.float32, copy=True)
+        # In/Out are mirrored between the eyes: left eye In (toward the nose) = right eye Out
+        lr = np.stack([te.gaze[0], te.gaze[1]])
+        horiz_left = 0.5 * ((lr[0, 1] - lr[0, 2]) + (lr[1, 2] - lr[1, 1]))  # + = looking to the subject's right
+        vert = both[0] - both[3]  # + = down
+        for k, side in enumerate(("Left", "Right")):
+            inward = horiz_left if side == "Left" else -horiz_left
+            vals = [max(vert, 0.0), max(inward, 0.0), max(-inward, 0.0), max(-vert, 0.0)]
+            bs[LOOK[k]] = np.clip(vals, 0.0, 1.0)
+        face.blendshapes = bs
+
+    def finish(self, face: FaceResult, m: EyeMeasure, frame_index: int) -> list[EyeEvent]:
+        """Step 6: the face's eye state, mouth openness and the eye events that ended on this frame."""
+        te = self._track(face.track_id)
+        lm = np.asarray(face.landmarks)
+        opening = E.relative_openings(lm)
+        openness = np.clip(opening / m.open_opening, 0.0, 1.0)
+        p = m.p_closed
+        face.eyes = Eyes.model_construct(
+            left=EyeState.model_construct(p_closed=None if not np.isfinite(p[0]) else float(p[0]),
+                                          openness=float(openness[0])),
+            right=EyeState.model_construct(p_closed=None if not np.isfinite(p[1]) else float(p[1]),
+                                           openness=float(openness[1])),
+        )
+        face.mouth_openness = E.mouth_openness(lm)
+        if face.blendshapes is not None:
+            closed = (bool(face.blendshapes[BLINK[0]] >= 0.5), bool(face.blendshapes[BLINK[1]] >= 0.5))
+        elif np.isfinite(p).all():
+            closed = (bool(p[0] >= 0.5), bool(p[1] >= 0.5))
+        else:
+            closed = (bool(openness[0] < 0.5), bool(openness[1] < 0.5))
+        return [EyeEvent(track_id=face.track_id, kind=e.kind, start_frame=e.start_frame, end_frame=e.end_frame)
+                for e in te.blinks.update(frame_index, closed)]
