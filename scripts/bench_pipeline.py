@@ -3,7 +3,7 @@
 Each clip is benchmarked `--repeats` times in one process (these machines are noisy:
 report the median and the spread, compare in one run).
 
-    python scripts/bench_pipeline.py --model none --repeats 3 CLIP [CLIP ...]
+    python scripts/bench_pipeline.py --model none --no-eyes --no-filter --repeats 3 CLIP [CLIP ...]
     python scripts/bench_pipeline.py --realtime --model none CLIP      # capture-to-publish latency
 """
 
@@ -13,6 +13,8 @@ import argparse
 import statistics
 
 from facetrack.tracker.bench import BenchConfig, BenchReport, run_bench
+
+STAGES = ("decode", "landmarks", "eyes", "pose", "fit", "dynamics", "gaze", "filter", "events", "publish")
 
 
 def _spread(values: list[float], digits: int = 1) -> str:
@@ -24,7 +26,7 @@ def _row(clip: str, reports: list[BenchReport]) -> str:
     stages = {name: [r.stages[name] for r in reports] for name in reports[0].stages}
     cells = [f"{clip.split('/')[-1]}", f"{info.width}x{info.height}", str(reports[0].frames),
              _spread([r.end_to_end_fps for r in reports])]
-    for name in ("decode", "landmarks", "pose", "fit", "publish"):
+    for name in STAGES:
         if name in stages:
             cells.append(f"{statistics.median(s.median_ms for s in stages[name]):.2f} / "
                          f"{statistics.median(s.p90_ms for s in stages[name]):.2f}")
@@ -44,17 +46,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--realtime", action="store_true")
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--no-eyes", action="store_true")
+    parser.add_argument("--no-filter", action="store_true")
     args = parser.parse_args()
-    header = ["clip", "size", "frames", "end-to-end fps median (min-max)", "decode ms med / p90",
-              "landmarks", "pose", "fit", "publish"]
+    header = ["clip", "size", "frames", "end-to-end fps median (min-max)",
+              *(f"{name} ms med / p90" for name in STAGES)]
     if args.realtime:
         header += ["capture->publish p50 / p99 ms", "capture->subscriber receipt p50 / p99 ms"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for clip in args.clips:
         model = None if args.model == "none" else args.model
-        reports = [run_bench(BenchConfig(source=clip, model=model, realtime=args.realtime,
-                                         max_frames=args.max_frames)) for _ in range(args.repeats)]
+        config = BenchConfig(source=clip, model=model, realtime=args.realtime, max_frames=args.max_frames,
+                             eyes=not args.no_eyes, filter=not args.no_filter)
+        reports = [run_bench(config) for _ in range(args.repeats)]
         print(_row(clip, reports), flush=True)
 
 

@@ -228,17 +228,20 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
 @click.option("--max-frames", type=click.IntRange(min=1), default=None)
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--model", default="builtin", show_default=True, help="Face model to fit; `none` for landmarks only.")
+@click.option("--no-eyes", is_flag=True, help="Without the eye stages.")
+@click.option("--no-filter", is_flag=True, help="Without the temporal filter.")
 @click.option("--realtime", is_flag=True, help="Pace the file as a live source and report capture-to-publish latency.")
 @click.option("--loop-seconds", type=float, default=None, help="Loop the file this long and report memory growth.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON.")
-def bench(source: str, max_frames: int | None, max_faces: int, model: str, realtime: bool,
-          loop_seconds: float | None, json_out: Path | None) -> None:
+def bench(source: str, max_frames: int | None, max_faces: int, model: str, no_eyes: bool, no_filter: bool,
+          realtime: bool, loop_seconds: float | None, json_out: Path | None) -> None:
     """Per-stage timings (median, p90) and end-to-end fps on SOURCE."""
     from facetrack.tracker.bench import BenchConfig, render_report, run_bench
 
     config = BenchConfig(source=source, max_frames=max_frames, max_faces=max_faces, realtime=realtime,
-                         loop_seconds=loop_seconds, model=None if model == "none" else model)
+                         loop_seconds=loop_seconds, model=None if model == "none" else model,
+                         eyes=not no_eyes, filter=not no_filter)
     try:
         report = run_bench(config)
     except FacetrackError as exc:

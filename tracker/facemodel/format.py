@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import zipfile
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,7 +210,7 @@ class MorphableModel:
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except Exception as exc:  # noqa: BLE001 - zip and .npy parsers fail in many ways on damaged files
             raise ModelError(f"{path} is not a readable facetrack model ({exc}); reinstall it") from exc
         missing = [n for n, _ in _ARRAYS if n not in data] + ([] if "metadata" in data else ["metadata"])
         if missing:
