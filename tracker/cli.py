@@ -43,6 +43,10 @@ def app(verbose: int) -> None:
 @click.argument("source")
 @click.option("--out", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Write results to FILE (.jsonl, .csv, .parquet, .npz); repeatable.")
+@click.option("--mesh", "mesh_path", type=click.Path(path_type=Path), default=None,
+              help="Write the fitted dense mesh per face and frame: NAME.npz, or a folder of PLY/OBJ files.")
+@click.option("--mesh-format", type=click.Choice(["ply", "obj"]), default="ply", show_default=True,
+              help="File format when --mesh is a folder (needs facetrack[mesh]).")
 @click.option("--publish", "endpoint", is_flag=False, flag_value=DEFAULT_ENDPOINT, default=None, metavar="[ENDPOINT]",
               help=f"Publish over ZeroMQ PUB (default endpoint {DEFAULT_ENDPOINT}).")
 @click.option("--wire", type=click.Choice(["msgpack", "json"]), default="msgpack", show_default=True,
@@ -68,12 +72,13 @@ def app(verbose: int) -> None:
 @click.option("--loop", is_flag=True, help="Replay a file forever (stop with Ctrl-C).")
 @click.option("--focal-px", type=float, default=None, help="Camera focal length in pixels (default: image width).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str, vmc: str | None,
+def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str, endpoint: str | None, wire: str, vmc: str | None,
         livelink: str | None, curve_keys: Path | None, wait_subscribers: int, max_faces: int, model: str,
         max_frames: int | None, no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str,
         realtime: bool, loop: bool, focal_px: float | None, quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
     from facetrack.adapters.file_sinks import open_file_sink
+    from facetrack.adapters.mesh_sink import open_mesh_sink
     from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.eye_stage import EyeOptions
@@ -86,7 +91,10 @@ def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str,
         max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
         model=None if model == "none" else model, source=SourceConfig(realtime=realtime, loop=loop),
         eyes=EyeOptions(enabled=not no_eyes, engine=eye_engine), filter=FilterConfig(enabled=not no_filter),
+        mesh=mesh_path is not None,
     )
+    if mesh_path is not None and config.model is None:
+        raise click.UsageError("--mesh needs a face model (not --model none)")
     if not outputs and endpoint is None and vmc is None and livelink is None:
         err.print("[yellow]No --out, --publish, --vmc or --livelink given: results are discarded (see --help).")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -99,6 +107,8 @@ def run(source: str, outputs: tuple[Path, ...], endpoint: str | None, wire: str,
             for path in outputs:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 sinks.append(open_file_sink(path))
+            if mesh_path is not None:
+                sinks.append(open_mesh_sink(mesh_path, mesh_format))
             if endpoint is not None:
                 sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
                                                           wait_subscribers=wait_subscribers)))

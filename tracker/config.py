@@ -24,6 +24,7 @@ class TrackerConfig(BaseModel):
         "builtin",
         description="Morphable model fitted per face (`facetrack models list`); None tracks landmarks and rigid pose only.",
     )
+    mesh: bool = Field(False, description="Also evaluate the fitted dense mesh per face (`FaceResult.mesh`).")
     eyes: EyeOptions = Field(default_factory=EyeOptions, description="Eye state, ELAM, lid/lip dynamics, gaze.")
     filter: FilterConfig = Field(default_factory=FilterConfig, description="Temporal smoothing that keeps blinks.")
     source: SourceConfig = Field(default_factory=SourceConfig)

@@ -26,10 +26,11 @@ class FitStage:
     with one BLAS thread.
     """
 
-    def __init__(self, model_id: str, focal_px: float | None = None) -> None:
+    def __init__(self, model_id: str, focal_px: float | None = None, mesh: bool = False) -> None:
         model = None if model_id == BUILTIN_ID else load_model(model_id)
         self.fitter = FaceModelFitter(model)
         self.focal_px = focal_px
+        self.mesh = mesh
         if model is None:
             self.identity_size, self.expression_names = 0, list(ARKIT_BLENDSHAPES)
         else:
@@ -43,10 +44,6 @@ class FitStage:
             "expression_size": len(self.expression_names),
             "expression_names": self.expression_names,
         })
-
-    def apply(self, face: FaceResult, image_size: tuple[int, int]) -> None:
-        """Fit one face and write the fit into it."""
-        self.write(face, self.fit(face, image_size))
 
     def fit(self, face: FaceResult, image_size: tuple[int, int]) -> FitResult:
         """Fit one face (its landmarks as they are now: ELAM-corrected when the eye stage ran)."""
@@ -63,6 +60,8 @@ class FitStage:
         )
         face.landmarks68 = fit.landmarks68.astype(np.float32)
         face.pose = pose_from_matrix(fit.rotation, fit.translation)
+        if self.mesh:
+            face._mesh = (fit.vertices().astype(np.float32), fit.model.triangles)
 
     def forget(self, track_ids: list[int]) -> None:
         for track_id in track_ids:

@@ -68,7 +68,9 @@ class Tracker:
     def _open(self, source: SourceLike) -> FrameSource:
         frames = source if isinstance(source, FrameSource) else open_source(source, self.config.source)
         self._source = frames
-        self._fit = FitStage(self.config.model, self.config.focal_px) if self.config.model else None
+        self._fit = (
+            FitStage(self.config.model, self.config.focal_px, mesh=self.config.mesh) if self.config.model else None
+        )
         eyes = self.config.eyes
         self._eyes = EyeStage(eyes) if eyes.enabled else None
         self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None

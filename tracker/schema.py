@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PrivateAttr
 
 FRAME_SCHEMA = "facetrack.frame/1"
 META_SCHEMA = "facetrack.meta/1"
@@ -126,6 +126,14 @@ class FaceResult(_Model):
     mouth_openness: float | None = Field(
         default=None, description="Inner-lip opening relative to mouth width, 0 closed."
     )
+
+    _mesh: tuple[np.ndarray, np.ndarray] | None = PrivateAttr(default=None)
+
+    @property
+    def mesh(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The fitted model's dense mesh when tracking with `mesh=True`: vertices (V, 3) in cm in
+        the camera frame, and triangles (T, 3). In-process only: never serialised or published."""
+        return self._mesh
 
     def blendshape_dict(self) -> dict[str, float]:
         """Blendshapes by ARKit name ({} when not fitted)."""
