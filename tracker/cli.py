@@ -71,11 +71,18 @@ def app(verbose: int) -> None:
 @click.option("--realtime", is_flag=True, help="Pace a file at its frame rate and treat it as live.")
 @click.option("--loop", is_flag=True, help="Replay a file forever (stop with Ctrl-C).")
 @click.option("--focal-px", type=float, default=None, help="Camera focal length in pixels (default: image width).")
+@click.option("--render", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the overlay video (mesh, head axes, eye state, blendshape bars) to FILE (.mp4, .mov).")
+@click.option("--preview", is_flag=True,
+              help="Watch the overlay live: a window, or http://127.0.0.1:8765/ where there is no display.")
+@click.option("--preview-port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port of the web preview (127.0.0.1).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str, endpoint: str | None, wire: str, vmc: str | None,
-        livelink: str | None, curve_keys: Path | None, wait_subscribers: int, max_faces: int, model: str,
+def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str, endpoint: str | None,
+        wire: str, vmc: str | None, livelink: str | None, curve_keys: Path | None, wait_subscribers: int, max_faces: int, model: str,
         max_frames: int | None, no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str,
-        realtime: bool, loop: bool, focal_px: float | None, quiet: bool) -> None:
+        realtime: bool, loop: bool, focal_px: float | None, render: Path | None, preview: bool, preview_port: int,
+        quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
     from facetrack.adapters.file_sinks import open_file_sink
     from facetrack.adapters.mesh_sink import open_mesh_sink
@@ -86,6 +93,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
     from facetrack.tracker.pipeline import Tracker
     from facetrack.tracker.progress import RunProgress
     from facetrack.tracker.sources import SourceConfig, open_source
+    from facetrack.tracker.viz_cli import overlay_sinks
 
     config = TrackerConfig(
         max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
@@ -95,8 +103,9 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
     )
     if mesh_path is not None and config.model is None:
         raise click.UsageError("--mesh needs a face model (not --model none)")
-    if not outputs and endpoint is None and vmc is None and livelink is None:
-        err.print("[yellow]No --out, --publish, --vmc or --livelink given: results are discarded (see --help).")
+    if not outputs and endpoint is None and vmc is None and livelink is None and render is None and not preview:
+        err.print("[yellow]No --out, --publish, --vmc, --livelink, --render or --preview given: "
+                  "results are discarded (see --help).")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     tracker = Tracker(config)
     progress = RunProgress(err, tracker, enabled=not quiet and err.is_terminal)
@@ -113,6 +122,8 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
                 sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
                                                           wait_subscribers=wait_subscribers)))
             sinks.extend(_udp_sinks(vmc, livelink))
+            frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
+            sinks.extend(drawing)
         except BaseException:
             frames.close()
             for sink in sinks:
@@ -285,10 +296,13 @@ def keys_init(folder: Path, clients: tuple[str, ...]) -> None:
 
 def _mount_subcommands() -> None:
     from facetrack.tracker.facemodel.cli import models_group
+    from facetrack.tracker.viz_cli import doctor_command, plot_command, preview_command, render_command
     from facetrack.training.cli import train_group
 
     app.add_command(models_group)
     app.add_command(train_group)
+    for command in (render_command, plot_command, doctor_command, preview_command):
+        app.add_command(command)
 
 
 _mount_subcommands()
