@@ -14,7 +14,8 @@ import socket
 import threading
 import time
 from collections import deque
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
+from typing import Literal
 
 import numpy as np
 import psutil
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
 from facetrack.adapters.zmq_subscriber import Subscriber
+from facetrack.engines.backends import select_backend
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.eye_stage import EyeOptions
 from facetrack.tracker.filters import FilterConfig
@@ -41,6 +43,8 @@ class BenchConfig(BaseModel):
     model: str | None = "builtin"
     eyes: bool = True
     filter: bool = True
+    landmark_engine: Literal["mediapipe", "litert", "onnx"] = "mediapipe"
+    backend: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
 
 
 class LatencySummary(BaseModel):
@@ -62,6 +66,9 @@ class MemorySummary(BaseModel):
 
 class BenchReport(BaseModel):
     source: SourceInfo
+    landmark_engine: str
+    backend: str
+    backend_reason: str
     model: str | None
     eyes: bool
     filter: bool
@@ -131,6 +138,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
     tracker_config = TrackerConfig(
         max_faces=config.max_faces,
         model=config.model,
+        landmark_engine=config.landmark_engine,
+        backend=config.backend,
         eyes=EyeOptions(enabled=config.eyes),
         filter=FilterConfig(enabled=config.filter),
         max_frames=None if config.loop_seconds else config.max_frames,
@@ -167,8 +176,12 @@ def run_bench(config: BenchConfig) -> BenchReport:
     first, last = seen["first"], seen["last"]
     drain.stop()
     stages = {**decode_timings.summary(), **tracker.timings.summary()}
+    selected = select_backend(config.backend)
     return BenchReport(
         source=tracker.metadata.source,
+        landmark_engine=config.landmark_engine,
+        backend=selected.name,
+        backend_reason=selected.reason,
         model=config.model,
         eyes=config.eyes,
         filter=config.filter,
@@ -184,8 +197,15 @@ def run_bench(config: BenchConfig) -> BenchReport:
         cpu_count=os.cpu_count() or 1,
         threads=threading.active_count(),
         machine=f"{platform.machine()} {platform.processor() or platform.system()}",
-        versions={name: version(name) for name in ("mediapipe", "av", "pyzmq", "numpy")},
+        versions={name: _version(name) for name in ("mediapipe", "av", "pyzmq", "numpy", "onnxruntime", "ai-edge-litert")},
     )
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 class _Done(Exception):
@@ -232,7 +252,8 @@ class _MemoryProbe:
 def render_report(report: BenchReport) -> Table:
     info = report.source
     table = Table(title=f"{info.uri}  {info.width}x{info.height}  {report.frames} frames  "
-                        f"({report.frames_with_face} with a face)  model {report.model or 'none'}, "
+                        f"({report.frames_with_face} with a face)  engine {report.landmark_engine}, "
+                        f"backend {report.backend}, model {report.model or 'none'}, "
                         f"eyes {'on' if report.eyes else 'off'}, filter {'on' if report.filter else 'off'}")
     for column in ("stage", "median ms", "p90 ms", "p99 ms", "frames"):
         table.add_column(column, justify="right" if column != "stage" else "left")

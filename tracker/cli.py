@@ -59,6 +59,10 @@ def app(verbose: int) -> None:
               help="Encrypt the stream and admit only the clients authorised in this key folder (`facetrack keys init`).")
 @click.option("--wait-subscribers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Before tracking, wait up to 10 s for this many subscribers (so none misses a frame).")
+@click.option("--engine", "landmark_engine", type=click.Choice(["mediapipe", "litert", "onnx"]), default="mediapipe",
+              show_default=True, help="Landmark engine (docs/engines.md).")
+@click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True,
+              help="Where our networks run: auto = TensorRT, then ONNX Runtime CUDA, then the CPU.")
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--model", default="builtin", show_default=True,
               help="Face model fitted per face (see `facetrack models list`); `none` for landmarks and rigid pose only.")
@@ -79,8 +83,8 @@ def app(verbose: int) -> None:
               help="Port of the web preview (127.0.0.1).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str, endpoint: str | None,
-        wire: str, vmc: str | None, livelink: str | None, curve_keys: Path | None, wait_subscribers: int, max_faces: int, model: str,
-        max_frames: int | None, no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str,
+        wire: str, vmc: str | None, livelink: str | None, curve_keys: Path | None, wait_subscribers: int,
+        landmark_engine: str, backend: str, max_faces: int, model: str, max_frames: int | None, no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str,
         realtime: bool, loop: bool, focal_px: float | None, render: Path | None, preview: bool, preview_port: int,
         quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
@@ -97,7 +101,8 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
 
     config = TrackerConfig(
         max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
-        model=None if model == "none" else model, source=SourceConfig(realtime=realtime, loop=loop),
+        landmark_engine=landmark_engine, backend=backend, model=None if model == "none" else model,
+        source=SourceConfig(realtime=realtime, loop=loop),
         eyes=EyeOptions(enabled=not no_eyes, engine=eye_engine), filter=FilterConfig(enabled=not no_filter),
         mesh=mesh_path is not None,
     )
@@ -247,6 +252,10 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
 @app.command()
 @click.argument("source")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None)
+@click.option("--engine", "landmark_engine", type=click.Choice(["mediapipe", "litert", "onnx"]), default="mediapipe",
+              show_default=True, help="Landmark engine (docs/engines.md).")
+@click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True,
+              help="Where our networks run: auto = TensorRT, then ONNX Runtime CUDA, then the CPU.")
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--model", default="builtin", show_default=True, help="Face model to fit; `none` for landmarks only.")
 @click.option("--no-eyes", is_flag=True, help="Without the eye stages.")
@@ -255,14 +264,15 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
 @click.option("--loop-seconds", type=float, default=None, help="Loop the file this long and report memory growth.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON.")
-def bench(source: str, max_frames: int | None, max_faces: int, model: str, no_eyes: bool, no_filter: bool,
+def bench(source: str, max_frames: int | None, landmark_engine: str, backend: str, max_faces: int, model: str,
+          no_eyes: bool, no_filter: bool,
           realtime: bool, loop_seconds: float | None, json_out: Path | None) -> None:
     """Per-stage timings (median, p90) and end-to-end fps on SOURCE."""
     from facetrack.tracker.bench import BenchConfig, render_report, run_bench
 
     config = BenchConfig(source=source, max_frames=max_frames, max_faces=max_faces, realtime=realtime,
                          loop_seconds=loop_seconds, model=None if model == "none" else model,
-                         eyes=not no_eyes, filter=not no_filter)
+                         eyes=not no_eyes, filter=not no_filter, landmark_engine=landmark_engine, backend=backend)
     try:
         report = run_bench(config)
     except FacetrackError as exc:
@@ -295,10 +305,12 @@ def keys_init(folder: Path, clients: tuple[str, ...]) -> None:
 
 
 def _mount_subcommands() -> None:
+    from facetrack.engines.cli import engines_group
     from facetrack.tracker.facemodel.cli import models_group
     from facetrack.tracker.viz_cli import doctor_command, plot_command, preview_command, render_command
     from facetrack.training.cli import train_group
 
+    app.add_command(engines_group)
     app.add_command(models_group)
     app.add_command(train_group)
     for command in (render_command, plot_command, doctor_command, preview_command):

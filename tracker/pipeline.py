@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from facetrack.engines.base import DetectedFace, LandmarkEngine
+from facetrack.engines.landmarks import make_landmark_engine
 from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.dynamics import LipLidDynamics
@@ -49,7 +50,7 @@ class Tracker:
         engine_factory: Callable[[TrackerConfig, bool], LandmarkEngine] | None = None,
     ) -> None:
         self.config = config or TrackerConfig()
-        self._engine_factory = engine_factory or _mediapipe_engine
+        self._engine_factory = engine_factory or make_landmark_engine
         self.timings = StageTimings()
         self.metadata: StreamMetadata | None = None
         self._source: FrameSource | None = None

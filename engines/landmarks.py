@@ -1,0 +1,47 @@
+"""The landmark engine a TrackerConfig asks for: mediapipe's graph (default), or the plain mesh + iris
+models under LiteRT or as ONNX on our backends.
+
+mediapipe's graph stays the default on a CPU: it runs the attention mesh (better lids, lips
+and irises) in one pass and is faster per frame here than the plain mesh plus two iris
+passes under LiteRT (docs/engines.md has the measurements). The mesh + iris engine batches
+faces; as ONNX on a GPU backend it also crops on the GPU with CuPy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from facetrack.engines.base import LandmarkEngine
+
+if TYPE_CHECKING:
+    from facetrack.tracker.config import TrackerConfig
+
+
+def crop_device(backend: str) -> str:
+    """'gpu' where the networks run on a GPU backend and CuPy sees the device, else 'cpu'.
+
+    An explicit backend that cannot run here raises with the reason.
+    """
+    from facetrack.engines.backends import select_backend
+    from facetrack.engines.preprocess import cupy_usable
+
+    return "gpu" if select_backend(backend).name in ("tensorrt", "cuda") and cupy_usable() else "cpu"
+
+
+def make_landmark_engine(config: TrackerConfig, still_images: bool) -> LandmarkEngine:
+    """The configured engine; `still_images` turns off tracking from the previous frame."""
+    if config.landmark_engine in ("litert", "onnx"):
+        from facetrack.engines.mesh_iris import FaceMeshIris
+
+        return FaceMeshIris(
+            max_faces=config.max_faces, min_detection_confidence=config.min_detection_confidence,
+            min_tracking_confidence=config.min_tracking_confidence, static_images=still_images,
+            runtime=config.landmark_engine, backend=config.backend,
+            device=crop_device(config.backend) if config.landmark_engine == "onnx" else "cpu",
+        )
+    from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
+
+    return MediapipeFaceMesh(
+        max_faces=config.max_faces, min_detection_confidence=config.min_detection_confidence,
+        min_tracking_confidence=config.min_tracking_confidence, static_images=still_images,
+    )
