@@ -231,3 +231,23 @@ def test_wait_subscribers_gives_up_after_its_timeout(caplog: pytest.LogCaptureFi
             pub.start(synthetic_metadata())
         assert 0.25 <= time.monotonic() - started < 3.0
     assert "1 of 2 subscribers" in caplog.text
+
+
+def test_subscriber_that_dies_does_not_disturb_the_publisher() -> None:
+    rng = np.random.default_rng(3)
+    frames = [synthetic_result(rng, i) for i in range(50)]
+    with open_publisher(metadata_interval_s=0.1) as pub:
+        pub.start(synthetic_metadata())
+        dying = Subscriber(pub.endpoint)
+        wait_for_metadata(pub, dying)
+        for frame in frames[:10]:
+            pub.write(frame)
+        dying.close()  # gone mid-stream, without unsubscribing
+        started = time.monotonic()
+        for i in range(2000):
+            pub.write(frames[i % len(frames)])
+        assert time.monotonic() - started < 3.0
+        with Subscriber(pub.endpoint) as newcomer:
+            wait_for_metadata(pub, newcomer)
+            pub.write(frames[0])
+            assert isinstance(newcomer.recv(timeout=2.0), FrameResult)
