@@ -32,7 +32,7 @@ import numpy as np
 
 from facetrack.engines.backends import BackendName
 from facetrack.engines.base import DetectedFace
-from facetrack.engines.onnx_runtime import EngineError, sha256_file
+from facetrack.engines.onnx_runtime import EngineError, verify_sha256
 from facetrack.engines.preprocess import crop_batch
 
 # The wheel files this engine was validated with (mediapipe 0.10.21, the last version that bundles them).
@@ -81,9 +81,7 @@ def mediapipe_model(name: str) -> Path:
     path = Path(mediapipe.__file__).resolve().parent / relative
     if not path.is_file():
         raise EngineError(f"{path} not found: mediapipe {MEDIAPIPE_VERSION} bundles it, later versions do not")
-    got = sha256_file(path)
-    if got != want:
-        raise EngineError(f"{path.name}: sha256 {got[:12]}... is not mediapipe {MEDIAPIPE_VERSION}'s {want[:12]}...")
+    verify_sha256(path, want, f"mediapipe {MEDIAPIPE_VERSION}'s")
     return path
 
 

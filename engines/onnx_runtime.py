@@ -52,6 +52,13 @@ def write_sidecar(path: Path, metadata: dict) -> Path:
     return out
 
 
+def verify_sha256(path: Path, expected: str, against: str) -> None:
+    """Refuse a file whose sha256 is not the expected one (a truncated, swapped or altered file)."""
+    got = sha256_file(path)
+    if got != expected:
+        raise EngineError(f"{path.name}: sha256 {got[:12]}... does not match {against} {expected[:12]}...")
+
+
 def load_verified_metadata(path: Path, verify: bool = True) -> dict:
     """The sidecar metadata of a network file, after checking the file's sha256 against it."""
     path = Path(path)
@@ -63,9 +70,7 @@ def load_verified_metadata(path: Path, verify: bool = True) -> dict:
         want = metadata.get("sha256")
         if want is None:
             raise EngineError(f"{side} is missing or has no sha256: cannot verify {path.name}")
-        got = sha256_file(path)
-        if got != want:
-            raise EngineError(f"{path.name}: sha256 {got[:12]}... does not match its metadata {want[:12]}...")
+        verify_sha256(path, want, "its metadata")
     return metadata
 
 

@@ -114,3 +114,15 @@ def test_csharp_refuses_malformed_payloads_with_protocol_errors(runner: Path, tm
     lines = _mono(runner, "decode", *paths)
     assert len(lines) == len(cases)
     assert all(line.startswith("error ProtocolException ") for line in lines), lines
+
+
+def test_csharp_arkit_names_are_the_schema_names_in_wire_order() -> None:
+    """The C# copy of the 52 names must not drift from the protocol's (no compiler needed)."""
+    import re
+
+    from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+
+    source = (UNITY / "Runtime" / "Protocol" / "BlendshapeNames.cs").read_text()
+    block = source[source.index("ArKit ="):]
+    block = block[: block.index("};")]
+    assert tuple(re.findall(r'"([A-Za-z]+)"', block)) == ARKIT_BLENDSHAPES
