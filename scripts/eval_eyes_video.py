@@ -34,7 +34,8 @@ from facetrack.engines.base import DetectedFace
 from facetrack.tracker import eyes as E
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.eye_stage import EyeOptions
-from facetrack.tracker.pipeline import Tracker, _mediapipe_engine
+from facetrack.engines.landmarks import make_landmark_engine
+from facetrack.tracker.pipeline import Tracker
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES
 
 BL, BR = ARKIT_BLENDSHAPES.index("eyeBlinkLeft"), ARKIT_BLENDSHAPES.index("eyeBlinkRight")
@@ -212,7 +213,7 @@ def main() -> None:
         recorder: list[Recorder] = []
 
         def record(config, still):
-            recorder.append(Recorder(_mediapipe_engine(config, still)))
+            recorder.append(Recorder(make_landmark_engine(config, still)))
             return recorder[-1]
 
         raw = track(video, record, EyeOptions(enabled=False))

@@ -17,14 +17,13 @@ import numpy as np
 
 from facetrack.engines.base import DetectedFace, LandmarkEngine
 from facetrack.engines.landmarks import make_landmark_engine
-from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.dynamics import LipLidDynamics
 from facetrack.tracker.eye_stage import EyeMeasure, EyeStage
 from facetrack.tracker.fitting import FitStage
 from facetrack.tracker.geometry import landmark_box
-from facetrack.tracker.pose import estimate_head_pose
 from facetrack.tracker.filters import FaceFilter
+from facetrack.tracker.pose import estimate_head_pose
 from facetrack.tracker.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
 from facetrack.tracker.sinks import Sink
 from facetrack.tracker.sources import Frame, FrameSource, open_source
@@ -242,13 +241,4 @@ class Tracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _mediapipe_engine(config: TrackerConfig, still_images: bool) -> LandmarkEngine:
-    return MediapipeFaceMesh(
-        max_faces=config.max_faces,
-        min_detection_confidence=config.min_detection_confidence,
-        min_tracking_confidence=config.min_tracking_confidence,
-        static_images=still_images,
-    )
 
