@@ -57,6 +57,7 @@ class Tracker:
         self._eyes: EyeStage | None = None
         self._dynamics: LipLidDynamics | None = None
         self._filter: FaceFilter | None = None
+        self._fps: float | None = None
 
     def track(self, source: SourceLike) -> Iterator[FrameResult]:
         """Results for every frame of `source`, in order (live sources may skip frames, counted).
