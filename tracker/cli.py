@@ -306,10 +306,12 @@ def keys_init(folder: Path, clients: tuple[str, ...]) -> None:
 
 def _mount_subcommands() -> None:
     from facetrack.engines.cli import engines_group
+    from facetrack.tracker.batch import batch_command
     from facetrack.tracker.facemodel.cli import models_group
     from facetrack.tracker.viz_cli import doctor_command, plot_command, preview_command, render_command
     from facetrack.training.cli import train_group
 
+    app.add_command(batch_command, name="batch")
     app.add_command(engines_group)
     app.add_command(models_group)
     app.add_command(train_group)
