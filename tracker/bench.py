@@ -8,6 +8,7 @@ where decoding overlaps tracking on its own thread.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -169,10 +170,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
             raise _Done
 
     start = time.perf_counter()
-    try:
+    with contextlib.suppress(_Done):
         tracker.run(config.source, [publisher], on_result=on_result)
-    except _Done:
-        pass
     first, last = seen["first"], seen["last"]
     drain.stop()
     stages = {**decode_timings.summary(), **tracker.timings.summary()}

@@ -242,7 +242,7 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
                     click.echo(f"{message.stream_id} frame {message.frame_index} pts {message.pts} [{faces}]")
                 received += 1
     except KeyboardInterrupt:
-        pass
+        err.print("[yellow]Interrupted.")
     finally:
         if sink is not None:
             sink.close()

@@ -16,6 +16,8 @@ surface (see `compute_landmark_embedding`), so no third-party correspondence is 
 
 from __future__ import annotations
 
+import contextlib
+
 import io
 import json
 import os
@@ -155,10 +157,8 @@ def fetch_ict(url: str = ICT_URL, cache: Path | None = None) -> Path:
     """Download and unpack the upstream archive into the user cache; returns FaceXModel/."""
     cache = cache or data_dir() / "cache" / "ict"
     cache.mkdir(parents=True, exist_ok=True)
-    try:
+    with contextlib.suppress(ModelError):  # already downloaded and unpacked
         return _release_folder(cache)
-    except ModelError:
-        pass
     try:
         with urllib.request.urlopen(url, timeout=60) as r:  # noqa: S310 - user-chosen URL
             blob = r.read()
