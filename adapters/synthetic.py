@@ -9,8 +9,8 @@ import numpy as np
 
 from facetrack.tracker.schema import (
     LANDMARK_COUNT,
-    EyeState,
     Eyes,
+    EyeState,
     FaceCoefficients,
     FaceResult,
     FrameResult,

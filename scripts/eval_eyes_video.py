@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from facetrack.engines.base import DetectedFace
+from facetrack.engines.landmarks import make_landmark_engine
 from facetrack.tracker import eyes as E
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.eye_stage import EyeOptions
-from facetrack.engines.landmarks import make_landmark_engine
 from facetrack.tracker.pipeline import Tracker
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES
 

@@ -15,9 +15,9 @@ import av
 import numpy as np
 import psutil
 import pytest
+from conftest import encode_clip
 
 from facetrack.adapters.file_sinks import read_results
-from conftest import encode_clip
 
 pytestmark = pytest.mark.media
 

@@ -28,7 +28,7 @@ from facetrack.tracker.batch_manifest import (
     write_atomic,
 )
 from facetrack.tracker.batch_worker import ClipStats
-from facetrack.tracker.schema import EyeEvent, EyeState, Eyes, FaceResult, FrameResult, HeadPose
+from facetrack.tracker.schema import EyeEvent, Eyes, EyeState, FaceResult, FrameResult, HeadPose
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

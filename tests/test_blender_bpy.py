@@ -31,7 +31,6 @@ def _weights(i: int) -> np.ndarray:
 
 def _scene_with_face(names: list[str]):  # -> (bpy module, context, mesh object, armature object)
     import bpy
-
     import facetrack_blender
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -163,7 +162,12 @@ def _names() -> list[str]:
 def test_live_stream_drives_shape_keys_and_head_bone_and_records_keys() -> None:
     from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
     from facetrack.tracker.schema import (
-        ARKIT_BLENDSHAPES, FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata,
+        ARKIT_BLENDSHAPES,
+        FaceResult,
+        FrameResult,
+        HeadPose,
+        SourceInfo,
+        StreamMetadata,
     )  # fmt: skip
 
     publisher = ZmqPublisher(PublisherConfig(endpoint="tcp://127.0.0.1:*", metadata_interval_s=0.2))

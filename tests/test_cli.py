@@ -13,7 +13,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from conftest import encode_clip
 
 from facetrack.adapters.file_sinks import read_results

@@ -38,8 +38,8 @@ def test_corrupt_model_file_is_a_model_error(tmp_path: Path, payload: bytes) -> 
 def test_video_whose_track_has_no_decodable_codec_is_refused_at_open(tmp_path: Path) -> None:
     # Found by the fuzzer: a corrupt 'hdlr' box size leaves the video track without a codec.
     import numpy as np
-
     from conftest import encode_clip
+
     from facetrack.tracker.errors import SourceOpenError
     from facetrack.tracker.sources import open_source
 

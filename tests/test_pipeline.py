@@ -7,8 +7,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from conftest import encode_clip
+
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.pipeline import Tracker
 from facetrack.tracker.schema import FRAME_SCHEMA, LANDMARK_COUNT

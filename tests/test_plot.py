@@ -19,8 +19,8 @@ from facetrack.tracker.schema import (
     FaceResult,
     FrameResult,
     HeadPose,
-    StreamMetadata,
     SourceInfo,
+    StreamMetadata,
 )
 from facetrack.tracker.viz_cli import plot_command
 

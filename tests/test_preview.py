@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import encode_clip
+from PIL import Image
 
 from facetrack.adapters.render_sink import FrameTap
 from facetrack.tracker.preview import PreviewServer, PreviewSink, frame_state

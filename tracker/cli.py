@@ -152,8 +152,8 @@ def _udp_sinks(vmc: str | None, livelink: str | None) -> list:
     """VMC and Live Link senders for the addresses given on the command line."""
     from facetrack.adapters.livelink import DEFAULT_PORT as LIVELINK_PORT
     from facetrack.adapters.livelink import LiveLinkConfig, LiveLinkSender
-    from facetrack.adapters.vmc import DEFAULT_PORT as VMC_PORT
     from facetrack.adapters.udp import parse_host_port
+    from facetrack.adapters.vmc import DEFAULT_PORT as VMC_PORT
     from facetrack.adapters.vmc import VmcConfig, VmcSender
 
     sinks = []

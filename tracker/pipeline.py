@@ -20,9 +20,9 @@ from facetrack.engines.landmarks import make_landmark_engine
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.dynamics import LipLidDynamics
 from facetrack.tracker.eye_stage import EyeMeasure, EyeStage
+from facetrack.tracker.filters import FaceFilter
 from facetrack.tracker.fitting import FitStage
 from facetrack.tracker.geometry import landmark_box
-from facetrack.tracker.filters import FaceFilter
 from facetrack.tracker.pose import estimate_head_pose
 from facetrack.tracker.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
 from facetrack.tracker.sinks import Sink

@@ -17,7 +17,6 @@ surface (see `compute_landmark_embedding`), so no third-party correspondence is 
 from __future__ import annotations
 
 import contextlib
-
 import io
 import json
 import os
