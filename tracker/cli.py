@@ -1,4 +1,6 @@
-"""The `facetrack` command line: run, info, subscribe, bench (and models, from the face-model package)."""
+"""The `facetrack` command line. `run`, `info`, `subscribe`, `bench` and `keys` live here; the
+other commands (batch, engines, models, train, render, plot, doctor, preview) are mounted
+from the packages that own them."""
 
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.version_option(package_name="facetrack")
 def app(verbose: int) -> None:
-    """Real-time face tracking: landmarks, head pose and blendshapes, streamed over ZeroMQ."""
+    """Real-time face tracking: landmarks, head pose, ARKit blendshapes and eye state, streamed to
+    animation clients (ZeroMQ, VMC, Live Link) and written to files."""
     _setup_logging(verbose)
 
 
