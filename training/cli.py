@@ -82,3 +82,34 @@ def eye_state_command(data_dir: Path, out_path: Path, crop_folders: tuple[str, .
     for name, part in report.parts.items():
         click.echo(f"{name:36s} n={part['n']:5d}  accuracy {100 * part['accuracy']:.2f}%  confusion {part['confusion']}")
     click.echo(f"wrote {out_path} ({out_path.stat().st_size / 1024:.0f} KiB) and {out_path.with_suffix('.json')}")
+
+
+@train_group.command("regressor")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Recipe file (.json, or .yaml with PyYAML); see training/recipes/.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("regressor_run"),
+              show_default=True, help="Run folder: checkpoint.pt, curves.csv, history.json, regress.onnx (+ .json).")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epoch count.")
+@click.option("--max-minutes", type=float, default=None, help="Stop training after this long.")
+def regressor_command(config_path: Path, out_dir: Path, resume: bool, epochs: int | None,
+                      max_minutes: float | None) -> None:
+    """Train the coefficient regressor with a paper's losses and export the `regress` engine."""
+    from facetrack.training.recipe import load_recipe
+    from facetrack.training.regressor import export_onnx, train_regressor
+
+    recipe = load_recipe(config_path)
+    if epochs is not None:
+        recipe.train.epochs = epochs
+    if max_minutes is not None:
+        recipe.train.max_seconds = 60 * max_minutes
+    click.echo(f"recipe {recipe.name}: {recipe.paper}")
+
+    def show(row: dict) -> None:
+        held = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("held_"))
+        click.echo(f"epoch {row['epoch']:3d}  loss {row['loss']:.4f}  {held}  {row['seconds']:.0f} s")
+
+    result = train_regressor(recipe, out_dir, resume=resume, progress=show)
+    path = export_onnx(result.model, out_dir / "regress.onnx",
+                       {"recipe": recipe.model_dump(mode="json"), "history": result.history[-1:]})
+    click.echo(f"wrote {path} and {path.with_suffix('.json')}; curves in {out_dir / 'curves.csv'}")

@@ -1,0 +1,531 @@
+"""The coefficient regressor: aligned face crop -> identity, expression, pose, lighting.
+
+`build_regressor` makes the network (a small CNN by default, ResNet-50 as in the papers),
+`train_regressor` trains it with a `Recipe`'s losses through the differentiable renderer
+(training/render.py), writing a checkpoint per epoch (resumable) and a CSV of the loss
+curves, and `export_onnx` writes the `regress` engine: ONNX plus metadata (sidecar with
+sha256) that `facetrack.engines.onnx_runtime.OnnxEngine` loads.
+
+Output decoding lives inside the network, so the engine's outputs are usable as they
+are: expression in [0, 1] (sigmoid), pose = axis-angle (3), translation in crop pixels
+(2), log scale in crop pixels per model unit (1), SH lighting 9 x RGB, specular
+(direction 3, log intensity, log shininess), texture coefficients.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from facetrack.training import losses as L
+from facetrack.training.recipe import Recipe
+from facetrack.training.render import (
+    POSE_SIZE,
+    SH_CONST,
+    SH_SIZE,
+    SPEC_SIZE,
+    TorchFaceModel,
+    euler_from_rotation,
+    render,
+    rodrigues,
+    transform,
+)
+
+log = logging.getLogger("facetrack.training")
+
+MEAN, STD = 0.5, 0.25
+"""Input normalisation: (rgb / 255 - MEAN) / STD."""
+ENGINE_VERSION = "1.0.0"
+PARTS: dict[str, tuple[int, ...]] = {
+    "right_eye": tuple(range(36, 42)),
+    "left_eye": tuple(range(42, 48)),
+    "nose": (27, 31, 32, 33, 34, 35),
+    "lips": tuple(range(48, 60)),
+}
+"""Part polygons on the iBUG-68 points (lips minus the inner-mouth polygon); `skin` is the face hull
+(jaw + brows) minus these."""
+
+
+# -- network ---------------------------------------------------------------------------------------
+
+def _small(width: int) -> tuple[nn.Module, int]:
+    layers: list[nn.Module] = []
+    cin = 3
+    for i, cout in enumerate((width, 2 * width, 4 * width, 8 * width, 8 * width)):
+        layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        if i >= 2:
+            layers += [nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), cin
+
+
+class _Bottleneck(nn.Module):
+    def __init__(self, cin: int, mid: int, stride: int) -> None:
+        super().__init__()
+        cout = mid * 4
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if stride == 1 and cin == cout else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+def _resnet50() -> tuple[nn.Module, int]:
+    """ResNet-50 (torchvision is not a dependency, so it is built here), RGB input, 2048 features."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                               nn.MaxPool2d(3, 2, 1)]
+    cin = 64
+    for mid, n, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for i in range(n):
+            layers.append(_Bottleneck(cin, mid, stride if i == 0 else 1))
+            cin = mid * 4
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), cin
+
+
+class Regressor(nn.Module):
+    """Backbone + one linear head, decoded to the coefficient groups (see the module docstring)."""
+
+    def __init__(self, n_identity: int, n_expression: int, n_texture: int, input_size: int, model_width: float,
+                 backbone: str = "small", width: int = 16) -> None:
+        super().__init__()
+        self.sizes = {"identity": n_identity, "expression": n_expression, "pose": POSE_SIZE, "lighting": SH_SIZE,
+                      "texture": n_texture, "specular": SPEC_SIZE}
+        self.backbone, feat = _small(width) if backbone == "small" else _resnet50()
+        self.head = nn.Linear(feat, sum(self.sizes.values()))
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        bias = torch.zeros(sum(self.sizes.values()))
+        bias[n_identity:n_identity + n_expression] = -2.0  # start near neutral
+        self.head.bias.data.copy_(bias)
+        self.input_size = input_size
+        # the face spans ~85% of the crop at the start: log scale in crop pixels per model unit
+        self.register_buffer("log_scale0", torch.tensor(math.log(0.85 * input_size / model_width)))
+        sh0 = torch.zeros(SH_SIZE)
+        sh0[:3] = 0.8 / SH_CONST[0]  # mostly ambient white light at the start
+        self.register_buffer("sh0", sh0)
+        self.register_buffer("spec0", torch.tensor([0.0, 0.0, 1.0, -3.0, math.log(20.0)]))  # dim frontal highlight
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        raw = torch.split(self.head(self.backbone(x)), list(self.sizes.values()), dim=1)
+        identity, expression, pose, sh, texture, spec = raw
+        s = float(self.input_size)
+        pose = torch.cat([pose[:, :3], s / 2 + s * pose[:, 3:5], self.log_scale0 + pose[:, 5:6]], 1)
+        return identity, torch.sigmoid(expression), pose, sh + self.sh0, texture, spec + self.spec0
+
+
+def build_regressor(face: TorchFaceModel, input_size: int, backbone: str = "small", width: int = 16) -> Regressor:
+    extent = float((face.neutral[:, 0].max() - face.neutral[:, 0].min()).item())
+    return Regressor(face.n_identity, face.n_expression, face.n_texture, input_size, extent, backbone, width)
+
+
+def normalise(images: Tensor) -> Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> network input."""
+    return (images - MEAN) / STD
+
+
+# -- parts for PRDL ---------------------------------------------------------------------------------
+
+def _polygon_masks(lmk: np.ndarray, height: int, width: int) -> dict[str, np.ndarray]:
+    """Boolean pixel masks per part drawn from a face's 68 points (no face parser needed)."""
+    import cv2
+
+    masks = {}
+    for name, idx in PARTS.items():
+        m = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(m, [np.round(lmk[list(idx)]).astype(np.int32)], 1)
+        masks[name] = m.astype(bool)
+    inner = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(inner, [np.round(lmk[60:68]).astype(np.int32)], 1)
+    masks["lips"] &= ~inner.astype(bool)  # the lips, not the mouth opening
+    hull = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(hull, [cv2.convexHull(np.round(lmk[:27]).astype(np.int32))], 1)
+    skin = hull.astype(bool)
+    for m in masks.values():
+        skin &= ~m
+    masks["skin"] = skin
+    return masks
+
+
+def part_targets(landmarks: np.ndarray, height: int, width: int, n_points: int,
+                 n_skin: int) -> dict[str, tuple[Tensor, Tensor]]:
+    """PRDL target point sets per part from landmark polygons: (N, P, 2) pixel centres + masks, FPS-sampled."""
+    out: dict[str, list[np.ndarray]] = {}
+    for lmk in landmarks:
+        for name, m in _polygon_masks(lmk, height, width).items():
+            ys, xs = np.nonzero(m)
+            pts = np.stack([xs, ys], -1).astype(np.float32) + 0.5
+            if len(pts) == 0:  # a part squeezed to nothing: its landmarks stand in
+                pts = lmk[list(PARTS.get(name, range(27)))].astype(np.float32)
+            k = n_skin if name == "skin" else n_points
+            if len(pts) > k:
+                pts = pts[L.farthest_point_sampling(torch.from_numpy(pts), k).numpy()]
+            out.setdefault(name, []).append(pts)
+    result = {}
+    for name, sets in out.items():
+        p = max(len(s) for s in sets)
+        pts = torch.zeros(len(sets), p, 2)
+        mask = torch.zeros(len(sets), p, dtype=torch.bool)
+        for i, s in enumerate(sets):
+            pts[i, :len(s)] = torch.from_numpy(s)
+            mask[i, :len(s)] = True
+        result[name] = (pts, mask)
+    return result
+
+
+def vertex_parts(face: TorchFaceModel, n_skin: int) -> dict[str, Tensor]:
+    """Vertex indices per part: the vertices inside the part polygons of the neutral's 68 points (front view)."""
+    xy = face.neutral[:, :2].numpy() * [1, -1]  # y down like the image, so the polygons match `_polygon_masks`
+    lmk = face.landmarks(torch.from_numpy(xy[None].astype(np.float32)))[0].numpy()
+    lo = xy.min(0)
+    scale = 200.0 / (xy.max(0) - lo).max()  # rasterise at ~200 px to reuse the pixel masks
+    px = np.clip(((xy - lo) * scale).astype(int), 0, 219)
+    masks = _polygon_masks((lmk - lo) * scale, 220, 220)
+    parts = {}
+    for name, m in masks.items():
+        idx = np.nonzero(m[px[:, 1], px[:, 0]])[0]
+        if name != "skin":
+            idx = np.union1d(idx, np.asarray(face.lmk_vertices[list(PARTS[name]), 0]))
+        elif len(idx) > n_skin:
+            idx = idx[L.farthest_point_sampling(face.neutral[idx], n_skin).numpy()]
+        parts[name] = torch.from_numpy(np.asarray(idx, np.int64))
+    return parts
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+@dataclass
+class RegressionData:
+    """Training images with their targets; optional fields are None when the data lacks them."""
+
+    images: Tensor                     # (N, 3, S, S) in [0, 1]
+    landmarks: Tensor                  # (N, 68, 2) crop pixels
+    held: Tensor                       # (N,) bool
+    p_closed: Tensor | None = None     # (N,) or (N, 2)
+    subject: Tensor | None = None      # (N,) long
+    targets: dict[str, Tensor] | None = None  # identity / expression / pose pseudo-labels
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def _held_split(n: int, fraction: float, seed: int) -> Tensor:
+    gen = torch.Generator().manual_seed(seed + 1)
+    held = torch.zeros(n, dtype=torch.bool)
+    held[torch.randperm(n, generator=gen)[:int(round(n * fraction))]] = True
+    return held
+
+
+def load_data(recipe: Recipe, face: TorchFaceModel) -> RegressionData:
+    """The recipe's data at the network's input size (npz images must already be aligned square crops)."""
+    cfg, size = recipe.data, recipe.net.input_size
+    if cfg.kind == "synthetic":
+        from facetrack.training.synthetic import synthetic_batch
+
+        batch = synthetic_batch(face, cfg.samples, size, seed=cfg.seed, subjects=cfg.subjects,
+                                sigma=recipe.train.splat_sigma)
+        # the blink mode's weight stands in for an eye-state classifier's P(closed)
+        return RegressionData(batch.images, batch.landmarks, _held_split(cfg.samples, cfg.held_fraction, cfg.seed),
+                              p_closed=batch.expression[:, 0], subject=batch.subject,
+                              targets={"identity": batch.identity, "expression": batch.expression, "pose": batch.pose})
+    with np.load(cfg.path, allow_pickle=False) as z:
+        images = torch.from_numpy(z["images"]).permute(0, 3, 1, 2).float() / 255
+        f = size / images.shape[-1]
+        if images.shape[-1] != size or images.shape[-2] != size:
+            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        lmk = torch.from_numpy(z["landmarks"].astype(np.float32)) * f
+        # a missing eye-state reading (NaN) means no lid correction
+        p = torch.from_numpy(np.nan_to_num(z["p_closed"].astype(np.float32))) if "p_closed" in z else None
+        subj = torch.from_numpy(z["subject"].astype(np.int64)) if "subject" in z else None
+        targets = {k: torch.from_numpy(z[k].astype(np.float32)) for k in ("identity", "expression", "pose") if k in z}
+    if cfg.held_subjects is not None:
+        if subj is None:
+            raise ValueError("data.held_subjects needs a 'subject' array in the npz")
+        held = torch.isin(subj, torch.tensor(cfg.held_subjects, dtype=torch.long))
+    else:
+        held = _held_split(len(images), cfg.held_fraction, cfg.seed)
+    return RegressionData(images, lmk, held, p, subj, targets or None)
+
+
+def load_face_model(recipe: Recipe) -> TorchFaceModel:
+    m = recipe.model
+    if m.face_model == "synthetic":
+        from facetrack.training.synthetic import synthetic_model
+
+        return synthetic_model(m.seed, m.identity, m.expression, m.texture)
+    from facetrack.tracker.facemodel.format import MorphableModel
+
+    return TorchFaceModel.from_morphable(MorphableModel.load(m.face_model))
+
+
+def augment(images: Tensor, rotation_deg: float, scale: float, colour: float,
+            gen: torch.Generator) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """Random in-plane rotation and zoom about the crop centre plus colour gain: the coefficients the
+    losses compare stay valid (identity and expression do not change; the pose is not a target).
+    Returns the new images and the map that moves (N, P, 2) pixel points with them."""
+    n, _, h, w = images.shape
+    ang = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(rotation_deg)
+    s = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale
+    cos, sin = torch.cos(ang) * s, torch.sin(ang) * s
+    fwd = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (N, 2, 2) point map
+    centre = torch.tensor([w / 2, h / 2])
+    # grid_sample pulls: output pixel p reads input fwd^-1 (p - c) + c, in normalised coordinates
+    theta = torch.cat([torch.linalg.inv(fwd), torch.zeros(n, 2, 1)], -1)
+    out = torch.nn.functional.grid_sample(
+        images, torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False),
+        padding_mode="border", align_corners=False)
+    gain = 1 + (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * colour
+    out = (out * gain + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * colour * 0.5).clamp(0, 1)
+
+    def move(points: Tensor) -> Tensor:
+        return (points - centre) @ fwd.transpose(1, 2) + centre
+
+    return out, move
+
+
+# -- training --------------------------------------------------------------------------------------
+
+class _Sir(nn.Module):
+    """SIR's class weights (cos-loss) and weighted centers, trained alongside the regressor."""
+
+    def __init__(self, n_subjects: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_subjects, dim) * 0.1)
+        self.register_buffer("centers", torch.zeros(n_subjects, dim))
+
+
+def compute_losses(recipe: Recipe, face: TorchFaceModel, out: tuple[Tensor, ...], images: Tensor, lmk: Tensor,
+                   step: int, ctx: dict) -> dict[str, Tensor]:
+    """Every loss with a non-zero weight, unweighted; `ctx` carries the batch's extras and the trainer's state."""
+    w = recipe.losses
+    identity, expression, pose, sh, texture, spec = out
+    size = images.shape[-1]
+    r = render(face, identity, expression, pose, sh, texture, spec, size, size, recipe.train.splat_sigma)
+    terms: dict[str, Tensor] = {}
+    if w.lmk:
+        terms["lmk"] = L.landmark_loss(r.landmarks, lmk, ctx["lmk_weights"], ctx["hard"].indices(), w.hard_weight)
+        if w.lmk_normalise_hw:
+            terms["lmk"] = terms["lmk"] / (size * size)
+        ctx["hard"].add(r.landmarks, lmk)
+    if w.ldl:
+        target = lmk if not w.elam or ctx.get("p_closed") is None else L.elam_correct(lmk, ctx["p_closed"])
+        terms["ldl"] = L.ldl_loss(r.landmarks, target)
+    if w.prdl:
+        pred = {n: (r.px[:, idx], torch.ones(r.px.shape[0], len(idx), dtype=torch.bool))
+                for n, idx in ctx["vertex_parts"].items() if len(idx)}
+        terms["prdl"] = L.prdl_loss(pred, ctx["part_targets"], ctx["anchors"], ctx["part_weights"], size, size)
+    if w.pho:
+        terms["pho"] = L.photometric_loss(r.image, images, r.mask, r.skin)
+    if w.mouth and step >= w.mouth_warmup_steps:
+        terms["mouth"] = L.inner_mouth_area_loss(r.landmarks, lmk)
+    if w.uniform and face.n_texture:
+        terms["uniform"] = L.uniform_albedo_loss(r.albedo, face.skin)
+    terms["reg"] = L.coefficient_regulariser(identity, expression, texture, w.reg_id, w.reg_exp, w.reg_tex)
+    sir: _Sir | None = ctx.get("sir")
+    if sir is not None and ctx.get("subject") is not None:
+        subj = ctx["subject"]
+        if w.sir_cos:
+            terms["sir_cos"] = L.cos_loss(identity, sir.weight, subj)
+        if w.sir_center:
+            conf = L.sir_confidence(euler_from_rotation(rodrigues(pose[:, :3])), expression, w.sir_lambda).detach()
+            terms["sir_center"] = L.weighted_center_loss(identity, subj, sir.centers, conf)
+            L.update_centers(sir.centers, identity.detach(), subj, conf, w.sir_center_rate)
+        if w.sir_kl:
+            # the facemodel format scales identity modes so that sigma = 1: alpha itself should be N(0, 1)
+            terms["sir_kl"] = L.kl_standard_normal(identity, torch.ones(identity.shape[1]))
+    if w.coef and ctx.get("targets"):
+        t = ctx["targets"]
+        terms["coef"] = sum(((p - t[k]) ** 2).mean() for k, p in (("identity", identity), ("expression", expression))
+                            if k in t)
+    return terms
+
+
+def _weight(recipe: Recipe, name: str) -> float:
+    w = recipe.losses
+    return {"reg": 1.0, "sir_cos": w.sir_cos, "sir_center": w.sir_center, "sir_kl": w.sir_kl}.get(
+        name, getattr(w, name, 0.0))
+
+
+@dataclass
+class TrainResult:
+    model: Regressor
+    history: list[dict]
+    face: TorchFaceModel
+    data: RegressionData
+
+
+def evaluate(model: Regressor, face: TorchFaceModel, data: RegressionData, mask: Tensor) -> dict[str, float]:
+    """Landmark NME (mean point error / outer-eye-corner distance) and coefficient MAE where targets exist."""
+    model.eval()
+    if not bool(mask.any()):
+        return {}
+    with torch.no_grad():
+        out = model(normalise(data.images[mask]))
+        _, px = transform(face.vertices(out[0], out[1]), out[2])
+        pred = face.landmarks(px)
+        gt = data.landmarks[mask]
+        iod = (gt[:, 36] - gt[:, 45]).norm(dim=-1)
+        res = {"nme": float(((pred - gt).norm(dim=-1).mean(-1) / iod).mean())}
+        if data.targets and "expression" in data.targets:
+            res["exp_mae"] = float((out[1] - data.targets["expression"][mask]).abs().mean())
+    return res
+
+
+def train_regressor(recipe: Recipe, out_dir: Path | None = None, resume: bool = False,
+                    progress: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train per the recipe; with out_dir, write `checkpoint.pt` each epoch and `curves.csv`; resume from them."""
+    cfg = recipe.train
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    face = load_face_model(recipe)
+    data = load_data(recipe, face)
+    size = recipe.net.input_size
+    model = build_regressor(face, size, recipe.net.backbone, recipe.net.width)
+    w = recipe.losses
+    n_subjects = int(data.subject.max()) + 1 if data.subject is not None else 0
+    sir = _Sir(n_subjects, face.n_identity) if n_subjects and (w.sir_cos or w.sir_center or w.sir_kl) else None
+    params = list(model.parameters()) + (list(sir.parameters()) if sir is not None else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ctx: dict = {"lmk_weights": L.landmark_weights(w.lmk_eye_mouth, w.lmk_contour),
+                 "hard": L.HardPoints(68, w.hard_points), "sir": sir}
+    if w.per:
+        log.warning("perceptual loss (weight %g) off: no face feature network is bundled", w.per)
+    train_idx = torch.nonzero(~data.held).flatten()
+    if w.prdl:
+        ctx["anchors"] = L.grid_anchors(size, size, w.prdl_grid)
+        ctx["vertex_parts"] = vertex_parts(face, w.prdl_skin_points)
+        all_targets = part_targets(data.landmarks.numpy(), size, size, w.prdl_points, w.prdl_skin_points)
+        ctx["part_weights"] = {n: 1.0 for n in all_targets}
+    start_epoch, step, history = 0, 0, []
+    ckpt = out_dir / "checkpoint.pt" if out_dir is not None else None
+    if resume and ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sir is not None and "sir" in state:
+            sir.load_state_dict(state["sir"])
+        ctx["hard"].previous = state["hard_points"]
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+        history = json.loads((out_dir / "history.json").read_text()) if (out_dir / "history.json").is_file() else []
+        log.info("resumed from %s at epoch %d", ckpt, start_epoch)
+    gen = torch.Generator().manual_seed(cfg.seed + 1000 * start_epoch)
+    t0 = time.time()
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+        sums: dict[str, float] = {}
+        n_batches = max(1, len(order) // cfg.batch_size)
+        for b in range(n_batches):
+            sel = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            images, lmk = data.images[sel], data.landmarks[sel]
+            ctx["p_closed"] = data.p_closed[sel] if data.p_closed is not None else None
+            ctx["subject"] = data.subject[sel] if data.subject is not None else None
+            ctx["targets"] = {k: v[sel] for k, v in data.targets.items()} if data.targets else None
+            if w.prdl:
+                ctx["part_targets"] = {n: (p[sel], m[sel]) for n, (p, m) in all_targets.items()}
+            if cfg.augment_rotation_deg or cfg.augment_scale or cfg.augment_colour:
+                images, move = augment(images, cfg.augment_rotation_deg, cfg.augment_scale, cfg.augment_colour, gen)
+                lmk = move(lmk)
+                if w.prdl:
+                    ctx["part_targets"] = {n: (move(p), m) for n, (p, m) in ctx["part_targets"].items()}
+            terms = compute_losses(recipe, face, model(normalise(images)), images, lmk, step, ctx)
+            loss = sum(_weight(recipe, k) * v for k, v in terms.items())
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 10.0)
+            opt.step()
+            step += 1
+            sums["loss"] = sums.get("loss", 0.0) + loss.item()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+        ctx["hard"].end_epoch()
+        row = {"epoch": epoch + 1, "step": step, **{k: v / n_batches for k, v in sums.items()}}
+        row.update({f"held_{k}": v for k, v in evaluate(model, face, data, data.held).items()})
+        row["seconds"] = time.time() - t0
+        history.append(row)
+        if progress is not None:
+            progress(row)
+        if out_dir is not None:
+            _save(out_dir, model, opt, sir, ctx["hard"], epoch + 1, step, history)
+        if cfg.max_seconds is not None and time.time() - t0 > cfg.max_seconds:
+            log.warning("stopping after %d epochs: time limit", epoch + 1)
+            break
+    model.eval()
+    return TrainResult(model, history, face, data)
+
+
+def _save(out_dir: Path, model: Regressor, opt: torch.optim.Optimizer, sir: _Sir | None, hard: L.HardPoints,
+          epoch: int, step: int, history: list[dict]) -> None:
+    """State dicts only (tensors and numbers: loadable with weights_only=True), written via a temp file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
+             "hard_points": hard.previous}
+    if sir is not None:
+        state["sir"] = sir.state_dict()
+    tmp = out_dir / "checkpoint.pt.part"
+    torch.save(state, tmp)
+    tmp.replace(out_dir / "checkpoint.pt")
+    (out_dir / "history.json").write_text(json.dumps(history))
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with open(out_dir / "curves.csv", "w", newline="") as f:
+        wr = csv.DictWriter(f, keys)
+        wr.writeheader()
+        wr.writerows(history)
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+def export_onnx(model: Regressor, path: Path, metadata: dict | None = None) -> Path:
+    """Write the `regress` engine: input `crops` (N, 3, S, S) normalised RGB; one output per coefficient group."""
+    import onnx
+
+    from facetrack.engines.onnx_runtime import write_sidecar
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    names = list(model.sizes)
+    s = model.input_size
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated; the dynamo one needs onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, torch.zeros(2, 3, s, s), str(path), input_names=["crops"], output_names=names,
+                          dynamic_axes={"crops": {0: "n"}, **{n: {0: "n"} for n in names}}, opset_version=17,
+                          dynamo=False)
+    meta = {
+        "engine": "regress",
+        "version": ENGINE_VERSION,
+        "input": "crops",
+        "input_layout": "NCHW RGB, aligned square face crop",
+        "input_size": [s, s],
+        "normalisation": {"mean": MEAN, "std": STD, "scale": 1 / 255},
+        "outputs": model.sizes,
+        "output_layout": {
+            "identity": "N(0,1) identity coefficients", "expression": "expression weights in [0, 1]",
+            "pose": "axis-angle (3), translation x, y in crop pixels (2), log(crop pixels per model unit) (1); "
+                    "weak perspective, image y down",
+            "lighting": "SH irradiance coefficients, 9 bands x RGB (band-major)", "texture": "albedo coefficients",
+            "specular": "Blinn-Phong light direction (3), log intensity, log shininess"},
+    }
+    meta.update(metadata or {})
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    for k, v in meta.items():
+        p = m.metadata_props.add()
+        p.key, p.value = k, v if isinstance(v, str) else json.dumps(v)
+    onnx.save(m, str(path))
+    write_sidecar(path, meta)
+    return path
