@@ -74,7 +74,7 @@ class Replay:
         return faces
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the recorded faces live in memory."""
 
 
 def read_labels(path: Path) -> dict[int, tuple[int, int]]:

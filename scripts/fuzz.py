@@ -83,10 +83,10 @@ def _mutations(data: bytes, rng: random.Random) -> bytes:
     return bytes(buf)
 
 
-def _read_video(path: Path) -> None:
+def _read_video(path: Path) -> int:
+    """Read a source to its end; the frame count is incidental, the errors are the point."""
     with open_source(path, SourceConfig()) as frames:
-        for _ in frames:
-            pass
+        return sum(1 for _ in frames)
 
 
 @dataclass(frozen=True)

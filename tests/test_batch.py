@@ -34,12 +34,9 @@ def batch(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess
 def decoded_frames(path: Path) -> int:
     """Frames PyAV decodes from a clip, stopping at the first error (what a tracker can see)."""
     count = 0
-    with av.open(str(path)) as container:
-        try:
-            for _ in container.decode(video=0):
-                count += 1
-        except av.error.FFmpegError:
-            pass
+    with av.open(str(path)) as container, contextlib.suppress(av.error.FFmpegError):
+        for _ in container.decode(video=0):
+            count += 1
     return count
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import shutil
@@ -159,11 +160,9 @@ class _WebDriver:
         self._base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
         while True:
-            try:
+            with contextlib.suppress(OSError):  # not listening yet
                 if self._call("GET", "/status")["ready"]:
                     break
-            except OSError:
-                pass
             if time.monotonic() > deadline:
                 self._driver.kill()
                 raise RuntimeError("chromedriver did not start in 20 s")
