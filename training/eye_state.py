@@ -5,8 +5,7 @@ reports accuracy and confusion matrices on the held-back part, and `export_onnx`
 the engine file plus its metadata (facetrack.engines.onnx_runtime reads both).
 
 Networks: `tiny` (default, ~60k parameters, ~0.1 ms for both eyes on one CPU thread)
-and `resnet50` (the paper's; torchvision is not a dependency, so it is built here in
-plain torch, for experiments only).
+and `resnet50` (the paper's, from `facetrack.training.backbones`, for experiments only).
 """
 
 from __future__ import annotations
@@ -59,29 +58,12 @@ def build_network(arch: str = "tiny", width: int = 16):
 
 
 def _resnet50():
-    torch = _torch()
-    nn = torch.nn
+    """The paper's ResNet-50 on grey eye crops: one logit of P(closed)."""
+    from facetrack.training.backbones import resnet50
 
-    class Bottleneck(nn.Module):
-        def __init__(self, cin: int, mid: int, stride: int) -> None:
-            super().__init__()
-            cout = mid * 4
-            self.body = nn.Sequential(
-                nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-                nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-                nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
-            self.skip = (nn.Identity() if stride == 1 and cin == cout else
-                         nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
-
-        def forward(self, x):
-            return torch.relu(self.body(x) + self.skip(x))
-
-    layers, cin = [nn.Conv2d(1, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)], 64
-    for mid, n, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
-        for i in range(n):
-            layers.append(Bottleneck(cin, mid, stride if i == 0 else 1))
-            cin = mid * 4
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 1), nn.Flatten(0))
+    nn = _torch().nn
+    features, width = resnet50(in_channels=1, small_input=True)
+    return nn.Sequential(features, nn.Linear(width, 1), nn.Flatten(0))
 
 
 def normalise(crops: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from facetrack.training import losses as L
+from facetrack.training.backbones import resnet50
 from facetrack.training.recipe import Recipe
 from facetrack.training.render import (
     POSE_SIZE,
@@ -70,33 +71,6 @@ def _small(width: int) -> tuple[nn.Module, int]:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), cin
 
 
-class _Bottleneck(nn.Module):
-    def __init__(self, cin: int, mid: int, stride: int) -> None:
-        super().__init__()
-        cout = mid * 4
-        self.body = nn.Sequential(
-            nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-            nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-            nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
-        self.skip = (nn.Identity() if stride == 1 and cin == cout else
-                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(self.body(x) + self.skip(x))
-
-
-def _resnet50() -> tuple[nn.Module, int]:
-    """ResNet-50 (torchvision is not a dependency, so it is built here), RGB input, 2048 features."""
-    layers: list[nn.Module] = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                               nn.MaxPool2d(3, 2, 1)]
-    cin = 64
-    for mid, n, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
-        for i in range(n):
-            layers.append(_Bottleneck(cin, mid, stride if i == 0 else 1))
-            cin = mid * 4
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), cin
-
-
 class Regressor(nn.Module):
     """Backbone + one linear head, decoded to the coefficient groups (see the module docstring)."""
 
@@ -105,7 +79,7 @@ class Regressor(nn.Module):
         super().__init__()
         self.sizes = {"identity": n_identity, "expression": n_expression, "pose": POSE_SIZE, "lighting": SH_SIZE,
                       "texture": n_texture, "specular": SPEC_SIZE}
-        self.backbone, feat = _small(width) if backbone == "small" else _resnet50()
+        self.backbone, feat = _small(width) if backbone == "small" else resnet50()
         self.head = nn.Linear(feat, sum(self.sizes.values()))
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
