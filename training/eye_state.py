@@ -10,7 +10,6 @@ and `resnet50` (the paper's, from `facetrack.training.backbones`, for experiment
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrack.tracker.eyes import CROP_SCALE, CROP_SIZE, CROP_Y_SHIFT
+from facetrack.training.export import attach_metadata
 from facetrack.training.eye_data import EyeSet, augment, plain
 
 log = logging.getLogger("facetrack.training")
@@ -182,9 +182,7 @@ def export_onnx(model, path: Path, metadata: dict | None = None) -> Path:
     ONNX file's metadata_props and, with the file's sha256, into a sidecar `<name>.json`.
     """
     torch = _torch()
-    import onnx
 
-    from facetrack.engines.onnx_runtime import write_sidecar
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,11 +215,4 @@ def export_onnx(model, path: Path, metadata: dict | None = None) -> Path:
         "crop": {"scale": CROP_SCALE, "y_shift": CROP_Y_SHIFT, "mirror": "left eye mirrored to look like a right eye"},
     }
     meta.update(metadata or {})
-    m = onnx.load(str(path))
-    del m.metadata_props[:]
-    for k, v in meta.items():
-        p = m.metadata_props.add()
-        p.key, p.value = k, v if isinstance(v, str) else json.dumps(v)
-    onnx.save(m, str(path))
-    write_sidecar(path, meta)
-    return path
+    return attach_metadata(path, meta)

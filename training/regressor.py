@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from facetrack.training import losses as L
 from facetrack.training.backbones import resnet50
+from facetrack.training.export import attach_metadata
 from facetrack.training.recipe import Recipe
 from facetrack.training.render import (
     POSE_SIZE,
@@ -465,9 +466,7 @@ def _save(out_dir: Path, model: Regressor, opt: torch.optim.Optimizer, sir: _Sir
 
 def export_onnx(model: Regressor, path: Path, metadata: dict | None = None) -> Path:
     """Write the `regress` engine: input `crops` (N, 3, S, S) normalised RGB; one output per coefficient group."""
-    import onnx
 
-    from facetrack.engines.onnx_runtime import write_sidecar
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -495,11 +494,4 @@ def export_onnx(model: Regressor, path: Path, metadata: dict | None = None) -> P
             "specular": "Blinn-Phong light direction (3), log intensity, log shininess"},
     }
     meta.update(metadata or {})
-    m = onnx.load(str(path))
-    del m.metadata_props[:]
-    for k, v in meta.items():
-        p = m.metadata_props.add()
-        p.key, p.value = k, v if isinstance(v, str) else json.dumps(v)
-    onnx.save(m, str(path))
-    write_sidecar(path, meta)
-    return path
+    return attach_metadata(path, meta)
