@@ -65,13 +65,16 @@ def _loadmat(path: Path) -> dict[str, Any]:
         raise ModelError(f"cannot read {path} as a MATLAB file ({exc}); v7.3/HDF5 files need re-saving as v7") from exc
 
 
+def _require(contents: dict[str, Any], keys: tuple[str, ...], path: str | os.PathLike[str], what: str) -> None:
+    missing = [k for k in keys if k not in contents]
+    if missing:
+        raise ModelError(f"{path} lacks {', '.join(missing)}: not a {what}")
+
+
 def read_bfm2009(path: str | os.PathLike[str]) -> RawModel:
     """Basel Face Model 2009 `01_MorphableModel.mat` (identity only, 199 modes)."""
     m = _loadmat(Path(path))
-    need = ("shapeMU", "shapePC", "shapeEV", "tl")
-    missing = [k for k in need if k not in m]
-    if missing:
-        raise ModelError(f"{path} lacks {', '.join(missing)}: not a BFM 2009 01_MorphableModel.mat")
+    _require(m, ("shapeMU", "shapePC", "shapeEV", "tl"), path, "BFM 2009 01_MorphableModel.mat")
     mu = np.asarray(m["shapeMU"], np.float64).reshape(-1, 3)
     scale = to_cm_scale(mu)
     pcs = np.asarray(m["shapePC"], np.float64) * np.asarray(m["shapeEV"], np.float64).reshape(1, -1)
@@ -85,10 +88,7 @@ def read_bfm2009(path: str | os.PathLike[str]) -> RawModel:
 def read_bfm_front(path: str | os.PathLike[str]) -> RawModel:
     """Deep3DFaceRecon's `BFM_model_front.mat` (80 identity, 64 expression modes)."""
     m = _loadmat(Path(path))
-    need = ("meanshape", "idBase", "exBase", "tri")
-    missing = [k for k in need if k not in m]
-    if missing:
-        raise ModelError(f"{path} lacks {', '.join(missing)}: not a Deep3DFaceRecon BFM_model_front.mat")
+    _require(m, ("meanshape", "idBase", "exBase", "tri"), path, "Deep3DFaceRecon BFM_model_front.mat")
     mu = np.asarray(m["meanshape"], np.float64).reshape(-1, 3)
     scale = to_cm_scale(mu)
     kp = np.asarray(m["keypoints"], np.int64).ravel() - 1 if "keypoints" in m else None
