@@ -15,10 +15,10 @@ from pathlib import Path
 
 import av
 import numpy as np
-import scipy.io
 
 from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
 from facetrack.tracker.pose import estimate_head_pose
+from facetrack.training.landmark_files import read_aflw2000_pose
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
                 print(f"{jpg.name}: no face found")
                 continue
             pose = estimate_head_pose(faces[0].landmarks, (image.shape[1], image.shape[0]))
-            pitch, yaw, roll = np.degrees(scipy.io.loadmat(jpg.with_suffix(".mat"))["Pose_Para"][0][:3])
+            pitch, yaw, roll = read_aflw2000_pose(jpg.with_suffix(".mat"))
             ours = np.array([pose.yaw, pose.pitch, pose.roll])
             theirs = np.array([-yaw, -pitch, -roll])
             rows.append((ours, theirs))

@@ -20,16 +20,11 @@ import numpy as np
 from facetrack.tracker.facemodel.fitter import FaceModelFitter
 from facetrack.tracker.facemodel.format import ModelError
 from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model
+from facetrack.training.landmark_files import read_pts
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("FACETRACK_MEDIA", ROOT.parent / "shared" / "media"))
 DATA = MEDIA / "landmarks" / "aflw2000_3d"
-
-
-def read_pts(path: Path) -> np.ndarray:
-    """An iBUG `.pts` file -> (68, 2); its 1-based pixel convention is kept as written."""
-    lines = path.read_text().split("{", 1)[1].split("}", 1)[0].split()
-    return np.array(lines, np.float64).reshape(-1, 2)
 
 
 def landmarks(image_path: Path) -> tuple[np.ndarray | None, tuple[int, int]]:

@@ -39,7 +39,8 @@ def _face_spec(_ctx, _param, values: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--face-held-fraction", type=click.FloatRange(0, 0.9), default=0.3, show_default=True,
               help="Share of each face folder held back (a face's two eyes stay together).")
 @click.option("--arch", type=click.Choice(["tiny", "resnet50"]), default="tiny", show_default=True)
-@click.option("--width", type=click.IntRange(4, 128), default=12, show_default=True, help="Channels of the tiny net's first layer.")
+@click.option("--width", type=click.IntRange(4, 128), default=12, show_default=True,
+              help="Channels of the tiny net's first layer.")
 @click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--lr", type=float, default=3e-3, show_default=True)
@@ -48,10 +49,10 @@ def _face_spec(_ctx, _param, values: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--max-minutes", type=float, default=None, help="Stop training after this long.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the crops cut from face images are cached (default ~/.cache/facetrack/eye-state).")
-def eye_state_command(data_dir: Path, out_path: Path, crop_folders: tuple[str, ...], face_folders: list[tuple[str, str]],
-                      held_fraction: float, face_held_fraction: float, arch: str, width: int, epochs: int,
-                      batch_size: int, lr: float, seed: int, threads: int, max_minutes: float | None,
-                      cache_dir: Path | None) -> None:
+def eye_state_command(data_dir: Path, out_path: Path, crop_folders: tuple[str, ...],
+                      face_folders: list[tuple[str, str]], held_fraction: float, face_held_fraction: float,
+                      arch: str, width: int, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
+                      max_minutes: float | None, cache_dir: Path | None) -> None:
     """Train the eye-state engine on DATA_DIR and export it to ONNX with its metadata and metrics."""
     from facetrack.engines.eye_state import EyeStateEngine
     from facetrack.training.eye_data import load_dataset
@@ -72,7 +73,8 @@ def eye_state_command(data_dir: Path, out_path: Path, crop_folders: tuple[str, .
     meta = {
         "arch": arch, "width": width, "epochs": len(history), "seed": seed,
         "data": data.summary(), "faces_missed": data.missed_faces,
-        "split": {"held_fraction": held_fraction, "face_held_fraction": face_held_fraction, "by": "sha1(relative path)"},
+        "split": {"held_fraction": held_fraction, "face_held_fraction": face_held_fraction,
+                  "by": "sha1(relative path)"},
     }
     export_onnx(model, out_path, meta)
     engine = EyeStateEngine(out_path)
@@ -80,7 +82,8 @@ def eye_state_command(data_dir: Path, out_path: Path, crop_folders: tuple[str, .
     meta["metrics"] = report.to_dict()
     export_onnx(model, out_path, meta)
     for name, part in report.parts.items():
-        click.echo(f"{name:36s} n={part['n']:5d}  accuracy {100 * part['accuracy']:.2f}%  confusion {part['confusion']}")
+        click.echo(f"{name:36s} n={part['n']:5d}  accuracy {100 * part['accuracy']:.2f}%  "
+                   f"confusion {part['confusion']}")
     click.echo(f"wrote {out_path} ({out_path.stat().st_size / 1024:.0f} KiB) and {out_path.with_suffix('.json')}")
 
 
@@ -113,3 +116,88 @@ def regressor_command(config_path: Path, out_dir: Path, resume: bool, epochs: in
     path = export_onnx(result.model, out_dir / "regress.onnx",
                        {"recipe": recipe.model_dump(mode="json"), "history": result.history[-1:]})
     click.echo(f"wrote {path} and {path.with_suffix('.json')}; curves in {out_dir / 'curves.csv'}")
+
+
+@train_group.group("data")
+def data_group() -> None:
+    """Build the regressor's `npz` data source from labelled images or from video clips."""
+
+
+@data_group.command("images")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("data.npz"),
+              show_default=True, help="The npz to write (recipe: data.kind npz, data.path).")
+@click.option("--size", type=click.IntRange(32, 512), default=128, show_default=True, help="Crop side, pixels.")
+def data_images_command(folder: Path, out_path: Path, size: int) -> None:
+    """Aligned crops of every labelled image under FOLDER (labels: STEM.pts, labels/STEM_reannotated2d.pts,
+    STEM.npy with 68 or 478 points, or AFLW2000-3D's STEM.mat)."""
+    from facetrack.training.image_data import crop_images, labelled_images, write_image_npz
+
+    try:
+        found = labelled_images(folder)
+        with click.progressbar(length=len(found.pairs), label=f"cropping {len(found.pairs)} images") as bar:
+            crops = crop_images(found, size, progress=lambda: bar.update(1))
+        path = write_image_npz(crops, out_path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name, why in crops.skipped.items():
+        click.echo(f"skipped {name}: {why}")
+    if crops.unlabelled:
+        shown = ", ".join(p.name for p in crops.unlabelled[:5]) + (", ..." if len(crops.unlabelled) > 5 else "")
+        click.echo(f"{len(crops.unlabelled)} images without a label file: {shown}")
+    extra = " (+ landmarks478)" if all(m is not None for m in crops.landmarks478) else ""
+    click.echo(f"wrote {path}: {len(crops.images)} crops of {size} px{extra}")
+
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+
+
+def _clips(paths: tuple[Path, ...]) -> list[Path]:
+    out = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+            if not found:
+                raise click.ClickException(f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {p}")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+@data_group.command("clips")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("data.npz"),
+              show_default=True, help="The npz to write (recipe: data.kind npz, data.path).")
+@click.option("--size", type=click.IntRange(32, 512), default=96, show_default=True, help="Crop side, pixels.")
+@click.option("--every", type=click.IntRange(min=1), default=2, show_default=True, help="Keep every n-th frame.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Frames read per clip.")
+@click.option("--face-model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Shared face model to write (recipe: model.face_model); default OUT's name + _face_model.npz.")
+@click.option("--identity-modes", type=click.IntRange(min=0), default=8, show_default=True,
+              help="PCA identity modes of the shared face model (at most clips - 1).")
+def data_clips_command(sources: tuple[Path, ...], out_path: Path, size: int, every: int, max_frames: int,
+                       model_path: Path | None, identity_modes: int) -> None:
+    """Crops and the tracker's pseudo-labels (68 points, ARKit weights, eye state) from clips or folders
+    of clips; subject = clip index. Also writes the shared face model the labels are meant for."""
+    from facetrack.training.distil import shared_model, track_clip, write_npz
+
+    clips = []
+    for path in _clips(sources):
+        clip = track_clip(path, size, every=every, max_frames=max_frames)
+        click.echo(f"{path.name}: {len(clip.images)} crops ({1000 * clip.fit_seconds:.1f} ms per frame)")
+        clips.append(clip)
+    kept = [c for c in clips if c.images]
+    if not kept:
+        raise click.ClickException(f"the tracker found no face in any of the {len(clips)} clips")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_npz(clips, out_path)
+    click.echo(f"wrote {out_path}: {sum(len(c.images) for c in kept)} crops of {size} px; subjects: "
+               + ", ".join(f"{i}={c.name}" for i, c in enumerate(kept)))
+    if not any(len(c.head_shapes) >= 3 for c in kept):
+        click.echo("no face model written: no clip has 3 tracked frames for its neutral")
+        return
+    model_path = model_path or out_path.with_name(f"{out_path.stem}_face_model.npz")
+    shared_model(kept, n_identity=identity_modes).save(model_path)
+    click.echo(f"wrote {model_path} (recipe: model.face_model)")

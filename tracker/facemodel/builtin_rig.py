@@ -94,6 +94,22 @@ RIGID = [33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 10, 151, 9, 8]
 """Landmarks that expressions hardly move (eye corners, nose ridge, forehead): they align frames."""
 
 
+def ibug68_from_478(landmarks: np.ndarray) -> np.ndarray:
+    """478 mediapipe points (x, y[, z]) -> (68, 2) iBUG points, as the built-in model embeds them.
+
+    `IBUG68_FROM_MEDIAPIPE` gives the inner 51 points; the 17 jaw points are spread along the
+    face-oval landmarks by `jaw_embedding`, measured on this face's own points (x, y, z when z
+    is given, so a turned head's jaw is not spaced by its foreshortened image arc).
+    """
+    pts = np.asarray(landmarks, np.float64)
+    if pts.shape[0] != 478:
+        raise ValueError(f"expected 478 mediapipe points, got {pts.shape[0]}")
+    out = pts[IBUG68_FROM_MEDIAPIPE, :2]
+    pairs, weights = jaw_embedding(pts)
+    out[:17] = np.einsum("jk,jkc->jc", weights, pts[pairs, :2])
+    return out.astype(np.float32)
+
+
 def camera_shape(landmarks: np.ndarray, image_size: tuple[int, int], focal_px: float) -> np.ndarray:
     """The landmarks as 3D points in the camera frame (cm), consistent with the pinhole camera.
 
