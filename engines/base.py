@@ -29,3 +29,14 @@ class LandmarkEngine(Protocol):
 
     def close(self) -> None:
         """Release native resources."""
+
+
+@runtime_checkable
+class PipelinedLandmarkEngine(LandmarkEngine, Protocol):
+    """An engine that runs on its own threads: landmarks of one frame while the caller finishes the last one."""
+
+    def submit(self, image: np.ndarray) -> None:
+        """Start on an HxWx3 uint8 RGB image and return at once (the image is copied)."""
+
+    def collect(self) -> list[DetectedFace]:
+        """The faces of the image submitted last; waits for them."""

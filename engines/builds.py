@@ -146,10 +146,14 @@ class EngineEntry:
 def catalogue() -> list[EngineEntry]:
     """Our networks and the wheel's models, with what is built."""
     from facetrack.engines.mesh_iris import mediapipe_model
+    from facetrack.engines.regress import default_engine_path
     from facetrack.engines.tensorrt_engine import plans_dir
 
+    regress = default_engine_path()
     rows = [EngineEntry("eye_state", "onnx (packaged)", str(EYE_STATE_ONNX),
-                        "ok" if EYE_STATE_ONNX.is_file() else "missing")]
+                        "ok" if EYE_STATE_ONNX.is_file() else "missing"),
+            EngineEntry("regress", "onnx (trained by you)", str(regress),
+                        "installed" if regress.is_file() else "not installed (docs/training.md)")]
     for name in TFLITE_INPUTS:
         try:
             rows.append(EngineEntry(name, "tflite (mediapipe wheel)", str(mediapipe_model(name)), "ok"))
@@ -177,8 +181,11 @@ class BuildResult:
 def build_all(backend: BackendName = "auto", fp16: bool = False, max_batch: int = 256,
               force: bool = False) -> list[BuildResult]:
     """Convert the wheel's models to ONNX, then prepare every network for the backend (TensorRT: build plans)."""
+    from facetrack.engines.regress import default_engine_path
+
     choice = select_backend(backend)
-    sources = [EYE_STATE_ONNX] + [convert_tflite(name, force=force) for name in TFLITE_INPUTS]
+    installed = [p for p in (default_engine_path(),) if p.is_file()]
+    sources = [EYE_STATE_ONNX] + installed + [convert_tflite(name, force=force) for name in TFLITE_INPUTS]
     results = []
     for onnx in sources:
         name = onnx.stem

@@ -3,7 +3,9 @@
 The default engine (`engines/models/eye_state.onnx`, model card `engines/models/eye_state.md`)
 is a small CNN trained by `facetrack train eye-state` (training/eye_state.py). Input: the
 aligned grey crops of `facetrack.tracker.eyes.cut_eye_crops` (left eye mirrored), size and
-normalisation read from the engine's metadata.
+normalisation read from the engine's metadata. It runs on any backend of
+`facetrack.engines.backends` (the CPU by default: two tiny crops per face are not worth a
+trip to a GPU in live tracking; batch runs pick a GPU with `backend`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facetrack.engines.onnx_runtime import EngineError, OnnxEngine
+from facetrack.engines.backends import BackendName, open_network
+from facetrack.engines.onnx_runtime import EngineError
 
 DEFAULT_ENGINE = Path(__file__).resolve().parent / "models" / "eye_state.onnx"
 
@@ -22,11 +25,13 @@ class EyeStateEngine:
 
     name = "eye-state"
 
-    def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
-        self.onnx = OnnxEngine(path or DEFAULT_ENGINE, threads=threads)
-        meta = self.onnx.metadata
+    def __init__(self, path: str | Path | None = None, threads: int = 1, backend: BackendName = "cpu") -> None:
+        path = Path(path or DEFAULT_ENGINE)
+        self.network = open_network(path, backend, threads=threads)
+        meta = self.metadata = self.network.metadata
         if meta.get("engine") != "eye_state":
-            raise EngineError(f"{self.onnx.path.name} is not an eye-state engine (engine={meta.get('engine')!r})")
+            self.network.close()
+            raise EngineError(f"{path.name} is not an eye-state engine (engine={meta.get('engine')!r})")
         self.input_size = tuple(int(v) for v in meta["input_size"])  # (width, height)
         norm = meta["normalisation"]
         self._scale = float(norm.get("scale", 1 / 255)) / float(norm["std"])
@@ -41,7 +46,7 @@ class EyeStateEngine:
         if crops.ndim != 3 or (crops.shape[2], crops.shape[1]) != self.input_size:
             raise ValueError(f"crops must be (N, {self.input_size[1]}, {self.input_size[0]}), got {crops.shape}")
         x = (crops.astype(np.float32) * self._scale + self._offset)[:, None]
-        return self.onnx.run(x)[0].reshape(-1).astype(np.float32)
+        return self.network.infer(x)[0].reshape(-1).astype(np.float32)
 
     def predict_stored(self, crops: np.ndarray, batch: int = 256) -> np.ndarray:
         """P(closed) for crops of any size (resized to the input size): evaluation of stored datasets."""

@@ -3,6 +3,11 @@
 The models ship inside the mediapipe 0.10.21 wheel and are loaded from the installed
 package. We run the same graph as `mp.solutions.face_mesh.FaceMesh`, but also ask for
 its detection stream so faces carry the detector's score.
+
+The graph runs on its own threads: `submit` hands it a frame and returns at once,
+`collect` waits for that frame's faces. The tracker submits frame N+1 before it finishes
+frame N (fit, eyes, sinks), so on two cores the landmarks of one frame overlap the rest of
+the previous one (`process` = submit + collect, for callers that want one call).
 """
 
 from __future__ import annotations
@@ -70,6 +75,27 @@ def _landmarks_to_array(landmark_list, width: int, height: int) -> np.ndarray:
     return points * np.array([width, height, width], np.float32)
 
 
+class _FaceMeshGraph(SolutionBase):
+    """SolutionBase split into submit and collect (its `process` does both and blocks in between)."""
+
+    _FRAME_US = 33333  # the timestamp step SolutionBase.process uses: a 30 fps video
+
+    def submit(self, image: np.ndarray) -> None:
+        self._graph_outputs.clear()
+        self._simulated_timestamp += self._FRAME_US
+        stream = next(iter(self._input_stream_type_info))
+        packet = self._make_packet(self._input_stream_type_info[stream], image).at(self._simulated_timestamp)
+        self._graph.add_packet_to_input_stream(stream=stream, packet=packet)
+
+    def collect(self) -> tuple[list | None, list | None]:
+        """(multi_face_landmarks, face_detections) of the frame submitted last; None where a stream had none."""
+        self._graph.wait_until_idle()
+        types = self._output_stream_type_info
+        return tuple(self._get_packet_content(types[name], self._graph_outputs[name])
+                     if name in self._graph_outputs else None
+                     for name in ("multi_face_landmarks", "face_detections"))
+
+
 class MediapipeFaceMesh:
     """mediapipe face mesh with attention refinement (irises, lids, lips): 478 points."""
 
@@ -86,7 +112,8 @@ class MediapipeFaceMesh:
         self._silencer = _NativeStderrSilencer()
         if self._quiet_frames:
             self._silencer.start()
-        self._graph = SolutionBase(
+        self._size: tuple[int, int] | None = None
+        self._graph = _FaceMeshGraph(
             binary_graph_path=_GRAPH,
             side_inputs={
                 "num_faces": max_faces,
@@ -101,16 +128,31 @@ class MediapipeFaceMesh:
         )
 
     def process(self, image: np.ndarray) -> list[DetectedFace]:
-        height, width = image.shape[:2]
-        output = self._graph.process({"image": image})
+        self.submit(image)
+        return self.collect()
+
+    def submit(self, image: np.ndarray) -> None:
+        """Start the graph on an HxWx3 uint8 RGB image (copied: the caller may reuse the array)."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
+        self._size = (image.shape[1], image.shape[0])
+        self._graph.submit(image)
+
+    def collect(self) -> list[DetectedFace]:
+        """The faces of the image submitted last (waits for the graph)."""
+        if self._size is None:
+            raise RuntimeError("collect() without a submit()")
+        width, height = self._size
+        self._size = None
+        landmarks, detections = self._graph.collect()
         if self._quiet_frames:
-            self._quiet_frames = 0 if output.multi_face_landmarks else self._quiet_frames - 1
+            self._quiet_frames = 0 if landmarks else self._quiet_frames - 1
             if not self._quiet_frames:
                 self._silencer.stop()
-        if not output.multi_face_landmarks:
+        if not landmarks:
             return []
-        faces = [_landmarks_to_array(lm, width, height) for lm in output.multi_face_landmarks]
-        scores = self._match_detection_scores(faces, output.face_detections, width, height)
+        faces = [_landmarks_to_array(lm, width, height) for lm in landmarks]
+        scores = self._match_detection_scores(faces, detections, width, height)
         return [DetectedFace(points, score) for points, score in zip(faces, scores)]
 
     @staticmethod

@@ -2,10 +2,11 @@
 
     # per-frame cost of each landmark path, and its distance to mediapipe's graph, on clips
     python scripts/bench_engines.py landmarks --repeats 3 --frames 150 CLIP [CLIP ...]
-    # the tracker end to end (decode thread, landmarks, track ids, rigid pose) per landmark engine
-    python scripts/bench_engines.py pipeline --repeats 3 CLIP [CLIP ...]
-    # faces/s of landmarks (mesh + both irises, crops included) + eye state at batch 1, 8, 64, 256
-    python scripts/bench_engines.py throughput --backend cpu --repeats 3
+    # the tracker end to end (decode thread, landmarks, track ids, rigid pose; and all stages), with and without
+    # the overlap of frame N+1's landmarks with the rest of frame N
+    python scripts/bench_engines.py pipeline --repeats 5 CLIP [CLIP ...]
+    # faces/s of landmarks (mesh + both irises, crops included) + eye state (+ a regressor) at batch 1, 8, 64, 256
+    python scripts/bench_engines.py throughput --backend cpu --runtime litert --repeats 3 [--regressor regress.onnx]
 
 These machines are shared: each figure is the median over `--repeats` runs with the
 spread (min-max); check `uptime` first. Markdown goes to stdout, `--json FILE` keeps the raw numbers.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -24,18 +24,17 @@ from pathlib import Path
 import av
 import numpy as np
 
-from facetrack.engines.backends import open_network, select_backend
+from facetrack.engines.backends import select_backend
 from facetrack.engines.base import LandmarkEngine
-from facetrack.engines.eye_state import DEFAULT_ENGINE as EYE_STATE
 from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
-from facetrack.engines.mesh_iris import EYE_A, EYE_B, ROLL_POINTS, FaceMeshIris, points_roi
+from facetrack.engines.mesh_iris import EYE_A, EYE_B, FaceMeshIris
+from facetrack.engines.throughput import ThroughputConfig, measure_throughput, render_throughput
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.eye_stage import EyeOptions
 from facetrack.tracker.filters import FilterConfig
 from facetrack.tracker.pipeline import Tracker
 from facetrack.tracker.sources import probe_source
 
-BATCHES = (1, 8, 64, 256)
 OUTER_CORNERS = (33, 263)
 LIPS = np.array([0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191,
                  267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415])
@@ -114,69 +113,73 @@ def landmarks(args: argparse.Namespace) -> dict:
     return results
 
 
+BARE = {"model": None, "eyes": EyeOptions(enabled=False), "filter": FilterConfig(enabled=False)}
+"""Landmarks, track ids and rigid pose only."""
+PEER_LIKE = {"model": None}
+"""Landmarks, rigid pose, eye state (open/closed, ELAM, blink events) and the filter: what OpenSeeFace's
+figures cover (68 points, pose, eye openness), at the quality compared with it (jitter, closed eyes)."""
+VARIANTS = {
+    "landmarks + pose, overlap": ("mediapipe", BARE, True),
+    "landmarks + pose, no overlap": ("mediapipe", BARE, False),
+    "landmarks + pose, litert": ("litert", BARE, False),
+    "+ eye state + filter, overlap": ("mediapipe", PEER_LIKE, True),
+    "+ eye state + filter, no overlap": ("mediapipe", PEER_LIKE, False),
+    "full pipeline, overlap": ("mediapipe", {}, True),
+    "full pipeline, no overlap": ("mediapipe", {}, False),
+}
+"""name: (landmark engine, TrackerConfig stage settings (empty: the defaults, model fit included), overlap)."""
+ENGINE_ALONE = "mediapipe engine alone"
+"""The graph on decoded frames in memory, one thread, nothing else running: the machine's speed at that moment."""
+PEERS_MEDIAPIPE_MS = 3.1
+"""The same measure when the peers (OpenSeeFace 7.2 / 9.4 ms) were timed on this machine (DESIGN.md): a run's
+ratio to ENGINE_ALONE times this is its time at that machine speed, comparable with the peers' figures."""
+
+
 def pipeline(args: argparse.Namespace) -> dict:
-    """ms/frame of the tracker end to end: first result to last over frames - 1 (decoding on its own thread)."""
+    """ms/frame of the tracker end to end: first result to last over frames - 1 (decoding on its own thread).
+
+    Repeats go round all variants in turn, so a spell of load from elsewhere hits them alike. The shared
+    machine's speed drifts by tens of percent over a day, so each repeat also times mediapipe's graph alone
+    and every variant is reported as a ratio to it as well."""
     results: dict = {}
-    print("| clip | size | landmark engine | ms/frame median (min-max over repeats) | frames |")
-    print("|---|---|---|---|---|")
+    for clip in args.clips:
+        runs: dict[str, list[float]] = {name: [] for name in [*VARIANTS, ENGINE_ALONE]}
+        frames = _frames(clip, 100)
+        for _ in range(args.repeats):
+            seconds, _points = _track(MediapipeFaceMesh(), frames)
+            runs[ENGINE_ALONE].append(float(np.median(seconds[1:])) * 1e3)
+            for name, (engine, stages, overlap) in VARIANTS.items():
+                config = TrackerConfig(landmark_engine=engine, backend=args.backend, overlap=overlap, **stages)
+                stamps = [time.perf_counter() for _result in Tracker(config).track(clip)]
+                runs[name].append((stamps[-1] - stamps[0]) / (len(stamps) - 1) * 1e3)
+        results[Path(clip).name] = runs
+    print("| clip | size | variant | ms/frame median (min-max over repeats) | vs no overlap | "
+          f"/ {ENGINE_ALONE} | at the peers' machine speed, ms |")
+    print("|---|---|---|---|---|---|---|")
     for clip in args.clips:
         info = probe_source(clip)
-        for engine in ("mediapipe", "litert"):
-            runs = []
-            for _ in range(args.repeats):
-                config = TrackerConfig(landmark_engine=engine, backend=args.backend, model=None,
-                                       eyes=EyeOptions(enabled=False), filter=FilterConfig(enabled=False))
-                stamps = [time.perf_counter() for _result in Tracker(config).track(clip)]
-                runs.append((stamps[-1] - stamps[0]) / (len(stamps) - 1) * 1e3)
-            results[f"{Path(clip).name}:{engine}"] = runs
-            print(f"| {Path(clip).name} | {info.width}x{info.height} | {engine} | {_spread(runs)} | "
-                  f"{len(stamps)} |", flush=True)
+        runs = results[Path(clip).name]
+        alone = runs[ENGINE_ALONE]
+        for name, values in runs.items():
+            base = runs.get(name.replace("overlap", "no overlap")) if name.endswith(", overlap") else None
+            ratio = f"{statistics.median(a / b for a, b in zip(values, base)):.2f}" if base else "-"
+            speed = statistics.median(a / b for a, b in zip(values, alone))
+            print(f"| {Path(clip).name} | {info.width}x{info.height} | {name} | {_spread(values)} | {ratio} | "
+                  f"{speed:.2f} | {speed * PEERS_MEDIAPIPE_MS:.2f} |")
     return results
-
-
-def _timed(fn, budget_s: float) -> float:
-    """Seconds per call: one warm-up, then calls until `budget_s` is spent (at least 2, at most 50)."""
-    fn()
-    times = []
-    started = time.perf_counter()
-    while len(times) < 2 or (time.perf_counter() - started < budget_s and len(times) < 50):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def throughput(args: argparse.Namespace) -> dict:
-    """Faces/s of landmarks (crops, mesh, both irises) + eye state, batched, on one frame's face ROI."""
-    choice = select_backend(args.backend)
-    image = _frames(args.clip, 1)[0]
-    probe = FaceMeshIris(runtime="litert")
-    face = probe.process(image)[0]
-    rect = points_roi(face.landmarks, *ROLL_POINTS, 1.5)
-    eye_state = open_network(EYE_STATE, args.backend, max_batch=2 * max(BATCHES))
-    crops = np.random.default_rng(0).random((2 * max(BATCHES), 1, 36, 48), dtype=np.float32)
-    engines = {"litert": probe, "onnx": FaceMeshIris(runtime="onnx", backend=args.backend,
-                                                     max_faces=max(BATCHES))}
-    results: dict = {"backend": choice.name, "reason": choice.reason, "threads": 1}
-    print(f"backend {choice.name} ({choice.reason}); one thread per network; {os.cpu_count()} cpus\n")
-    print("| landmark runtime | batch | landmarks ms/batch | eye state ms/batch | faces/s median (min-max) |")
-    print("|---|---|---|---|---|")
-    for name, engine in engines.items():
-        for batch in BATCHES:
-            rects = [rect] * batch
-            runs = []
-            for _ in range(args.repeats):
-                lm = _timed(lambda: engine.landmarks(image, rects), args.budget)
-                eyes = _timed(lambda: eye_state.infer(crops[: 2 * batch]), args.budget)
-                runs.append((lm, eyes))
-            fps = [batch / (lm + eyes) for lm, eyes in runs]
-            results[f"{name}:{batch}"] = {"landmarks_s": [r[0] for r in runs], "eye_state_s": [r[1] for r in runs],
-                                          "faces_per_s": fps}
-            print(f"| {name} | {batch} | {statistics.median(r[0] for r in runs) * 1e3:.2f} | "
-                  f"{statistics.median(r[1] for r in runs) * 1e3:.2f} | {_spread(fps, 0)} |", flush=True)
-    if choice.name not in ("cuda", "tensorrt"):
+    """Faces/s of landmarks (crops, mesh, both irises) + eye state (+ the regressor), batched: engines/throughput.py."""
+    from rich.console import Console
+
+    report = measure_throughput(ThroughputConfig(
+        image=args.clip, landmark_runtime=args.runtime, backend=args.backend, repeats=args.repeats,
+        budget_s=args.budget, regressor=args.regressor))
+    Console().print(render_throughput(report))
+    if report.backend not in ("cuda", "tensorrt"):
         print(f"\nGPU (TensorRT / ONNX Runtime CUDA): not measured: {select_backend('auto').reason}")
-    return results
+    return report.model_dump(mode="json")
 
 
 def main() -> None:
@@ -191,6 +194,8 @@ def main() -> None:
     tp.add_argument("--clip", default=str(Path(__file__).resolve().parents[2] / "shared" / "media" / "videos"
                                           / "SadTalker_ref" / "WDA_KatieHill_000.mp4"))
     tp.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per figure")
+    tp.add_argument("--runtime", default="onnx", choices=("litert", "onnx"), help="landmark runtime")
+    tp.add_argument("--regressor", type=Path, default=None, help="a regress engine (.onnx) to include")
     for p in (lm, pl, tp):
         p.add_argument("--backend", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"))
         p.add_argument("--repeats", type=int, default=3)

@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     eng = EyeStateEngine(args.engine)
-    meta = eng.onnx.metadata
+    meta = eng.metadata
     split = meta["split"]
     faces = [(f, "closed" if "closed" in f else "open") for f in meta["data"] if f != "eye_crops"]
     data = load_dataset(args.data, ["eye_crops"], faces, split["held_fraction"],

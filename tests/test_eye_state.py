@@ -19,7 +19,7 @@ from facetrack.tracker.eyes import CROP_SIZE
 def test_default_engine_loads_with_metadata() -> None:
     eng = EyeStateEngine()
     assert eng.input_size == CROP_SIZE
-    meta = eng.onnx.metadata
+    meta = eng.metadata
     for key in ("version", "normalisation", "input_size", "sha256", "metrics", "data"):
         assert key in meta
     p = eng.predict(np.full((2, CROP_SIZE[1], CROP_SIZE[0]), 128, np.uint8))
@@ -72,7 +72,7 @@ def test_train_export_and_run_tiny(tmp_path: Path) -> None:
                                            "--threads", "1", "--faces", "missing=closed"])
     assert res.exit_code == 0, res.output
     eng = EyeStateEngine(out)
-    meta = eng.onnx.metadata
+    meta = eng.metadata
     assert meta["arch"] == "tiny" and meta["epochs"] == 3
     assert "held_all" in meta["metrics"]
     assert meta["data"]["eye_crops"]["held"]["open"] > 0
@@ -115,3 +115,11 @@ def test_resnet50_option_builds_and_runs() -> None:
     assert out.shape == (2,)
     with pytest.raises(ValueError):
         build_network("vgg")
+
+
+def test_the_engine_runs_on_another_backend_with_the_same_answers() -> None:
+    pytest.importorskip("torch", reason="the PyTorch reference backend needs the train extra")
+    crops = np.random.default_rng(3).integers(0, 256, (6, 36, 48), dtype=np.uint8)
+    reference = EyeStateEngine(backend="torch")
+    assert reference.network.backend == "torch"
+    np.testing.assert_allclose(reference.predict(crops), EyeStateEngine().predict(crops), atol=1e-4)

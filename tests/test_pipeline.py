@@ -108,3 +108,26 @@ def test_live_source_drops_oldest_frames_and_counts_them(short_face_clip: Path) 
     assert drops == sorted(drops) and drops[-1] > 0
     # Every frame is either delivered or counted as dropped (the last ones may still be queued).
     assert len(results) + drops[-1] <= 40 <= len(results) + drops[-1] + 2
+
+
+def test_overlapping_the_next_frames_landmarks_changes_no_result(short_face_clip: Path) -> None:
+    """Frame N+1 goes to mediapipe's graph before frame N is finished: same results, same order."""
+    runs = {}
+    for overlap in (True, False):
+        tracker = Tracker(TrackerConfig(overlap=overlap))
+        runs[overlap] = list(tracker.track(short_face_clip))
+        assert tracker.timings.summary()["landmarks"].frames == len(runs[overlap])
+    assert [r.frame_index for r in runs[True]] == list(range(40))
+    for a, b in zip(runs[True], runs[False]):
+        assert len(a.faces) == len(b.faces) == 1
+        np.testing.assert_allclose(a.faces[0].landmarks, b.faces[0].landmarks, atol=1e-3)
+        np.testing.assert_allclose(a.faces[0].blendshapes, b.faces[0].blendshapes, atol=1e-4)
+
+
+def test_overlap_stops_cleanly_when_the_consumer_stops_early(short_face_clip: Path) -> None:
+    tracker = Tracker(TrackerConfig(model=None))
+    results = tracker.track(short_face_clip)
+    first = [next(results) for _ in range(3)]
+    results.close()  # a frame is still in the graph: closing must not hang or raise
+    assert [r.frame_index for r in first] == [0, 1, 2]
+    assert list(Tracker(TrackerConfig(model=None, max_frames=5)).track(short_face_clip))[-1].frame_index == 4

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -46,6 +47,8 @@ class BenchConfig(BaseModel):
     filter: bool = True
     landmark_engine: Literal["mediapipe", "litert", "onnx"] = "mediapipe"
     backend: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    coefficients: Literal["fit", "regress"] = "fit"
+    regressor: Path | None = None
 
 
 class LatencySummary(BaseModel):
@@ -68,6 +71,7 @@ class MemorySummary(BaseModel):
 class BenchReport(BaseModel):
     source: SourceInfo
     landmark_engine: str
+    coefficients: str = "fit"
     backend: str
     backend_reason: str
     model: str | None
@@ -141,17 +145,19 @@ def run_bench(config: BenchConfig) -> BenchReport:
         model=config.model,
         landmark_engine=config.landmark_engine,
         backend=config.backend,
+        coefficients=config.coefficients,
+        regressor=config.regressor,
         eyes=EyeOptions(enabled=config.eyes),
         filter=FilterConfig(enabled=config.filter),
         max_frames=None if config.loop_seconds else config.max_frames,
         source=SourceConfig(realtime=config.realtime, loop=config.loop_seconds is not None),
     )
+    tracker = Tracker(tracker_config)  # loads the regress engine: a bad one fails before the publisher starts
     endpoint = _free_endpoint()
     drain = _Drain(endpoint)
     publisher = ZmqPublisher(PublisherConfig(endpoint=endpoint))
     drain.start()
     drain.ready.wait(5)
-    tracker = Tracker(tracker_config)
     latencies: list[float] = []
     memory = _MemoryProbe(config.loop_seconds)
     counts = {"frames": 0, "with_face": 0}
@@ -179,6 +185,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
     return BenchReport(
         source=tracker.metadata.source,
         landmark_engine=config.landmark_engine,
+        coefficients=config.coefficients,
         backend=selected.name,
         backend_reason=selected.reason,
         model=config.model,
@@ -252,6 +259,7 @@ def render_report(report: BenchReport) -> Table:
     info = report.source
     table = Table(title=f"{info.uri}  {info.width}x{info.height}  {report.frames} frames  "
                         f"({report.frames_with_face} with a face)  engine {report.landmark_engine}, "
+                        f"coefficients {report.coefficients}, "
                         f"backend {report.backend}, model {report.model or 'none'}, "
                         f"eyes {'on' if report.eyes else 'off'}, filter {'on' if report.filter else 'off'}")
     for column in ("stage", "median ms", "p90 ms", "p99 ms", "frames"):

@@ -8,9 +8,11 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -20,6 +22,8 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 EXIT_SOURCE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+ENGINES = ("mediapipe", "litert", "onnx", "regress")
+"""--engine: the landmark engines, and `regress` (mediapipe's landmarks + the regress engine's coefficients)."""
 
 err = Console(stderr=True)
 
@@ -31,6 +35,49 @@ def _setup_logging(verbose: int) -> None:
 
 def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _engine_options(command: Callable) -> Callable:
+    """--engine, --regressor and --backend, shared by `run` and `bench`."""
+    options = (
+        click.option("--engine", "landmark_engine", type=click.Choice(ENGINES), default="mediapipe",
+                     show_default=True,
+                     help="Landmark engine (docs/engines.md); regress: mediapipe's landmarks, and blendshapes and "
+                          "head rotation from the coefficient regressor instead of the model fit."),
+        click.option("--regressor", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="The regress engine (.onnx with its .json) for --engine regress; default: regress.onnx "
+                          "in the user data directory's engines/ folder."),
+        click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto",
+                     show_default=True,
+                     help="Where our networks run: auto = TensorRT, then ONNX Runtime CUDA, then the CPU."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _engine_fields(engine: str, regressor: Path | None) -> dict:
+    """The config fields --engine and --regressor stand for."""
+    if regressor is not None and engine != "regress":
+        raise click.UsageError("--regressor goes with --engine regress")
+    if engine == "regress":
+        return {"landmark_engine": "mediapipe", "coefficients": "regress", "regressor": regressor}
+    return {"landmark_engine": engine}
+
+
+def _batch_sizes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(b) for b in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r}: comma-separated positive batch sizes, e.g. 1,8,64,256")
+    return sizes
+
+
+def _usage_error(exc: ValidationError) -> click.UsageError:
+    """Options that contradict each other, in the config's own words."""
+    return click.UsageError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,16 +106,15 @@ def app(verbose: int) -> None:
 @click.option("--livelink", default=None, metavar="HOST:PORT",
               help="Send Live Link Face packets to Unreal (UDP; port defaults to 11111).")
 @click.option("--curve-keys", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="Encrypt the stream and admit only the clients authorised in this key folder (`facetrack keys init`).")
+              help="Encrypt the stream and admit only the clients authorised in this key folder "
+                   "(`facetrack keys init`).")
 @click.option("--wait-subscribers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Before tracking, wait up to 10 s for this many subscribers (so none misses a frame).")
-@click.option("--engine", "landmark_engine", type=click.Choice(["mediapipe", "litert", "onnx"]), default="mediapipe",
-              show_default=True, help="Landmark engine (docs/engines.md).")
-@click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True,
-              help="Where our networks run: auto = TensorRT, then ONNX Runtime CUDA, then the CPU.")
+@_engine_options
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--model", default="builtin", show_default=True,
-              help="Face model fitted per face (see `facetrack models list`); `none` for landmarks and rigid pose only.")
+              help="Face model fitted per face (see `facetrack models list`); `none` for landmarks and rigid pose "
+                   "only.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option("--no-eyes", is_flag=True, help="Skip eye state, ELAM, lid/lip dynamics, gaze and blink events.")
 @click.option("--no-filter", is_flag=True, help="No temporal smoothing of landmarks, pose and weights.")
@@ -87,9 +133,9 @@ def app(verbose: int) -> None:
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str, endpoint: str | None,
         wire: str, vmc: str | None, livelink: str | None, curve_keys: Path | None, wait_subscribers: int,
-        landmark_engine: str, backend: str, max_faces: int, model: str, max_frames: int | None, no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str,
-        realtime: bool, loop: bool, focal_px: float | None, render: Path | None, preview: bool, preview_port: int,
-        quiet: bool) -> None:
+        landmark_engine: str, regressor: Path | None, backend: str, max_faces: int, model: str, max_frames: int | None,
+        no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str, realtime: bool, loop: bool,
+        focal_px: float | None, render: Path | None, preview: bool, preview_port: int, quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
     from facetrack.adapters.file_sinks import open_file_sink
     from facetrack.adapters.mesh_sink import open_mesh_sink
@@ -102,20 +148,27 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
     from facetrack.tracker.sources import SourceConfig, open_source
     from facetrack.tracker.viz_cli import overlay_sinks
 
-    config = TrackerConfig(
-        max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
-        landmark_engine=landmark_engine, backend=backend, model=None if model == "none" else model,
-        source=SourceConfig(realtime=realtime, loop=loop),
-        eyes=EyeOptions(enabled=not no_eyes, engine=eye_engine), filter=FilterConfig(enabled=not no_filter),
-        mesh=mesh_path is not None,
-    )
+    try:
+        config = TrackerConfig(
+            max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
+            backend=backend, model=None if model == "none" else model,
+            source=SourceConfig(realtime=realtime, loop=loop),
+            eyes=EyeOptions(enabled=not no_eyes, engine=eye_engine), filter=FilterConfig(enabled=not no_filter),
+            mesh=mesh_path is not None, **_engine_fields(landmark_engine, regressor),
+        )
+    except ValidationError as exc:
+        raise _usage_error(exc) from None
     if mesh_path is not None and config.model is None:
         raise click.UsageError("--mesh needs a face model (not --model none)")
     if not outputs and endpoint is None and vmc is None and livelink is None and render is None and not preview:
         err.print("[yellow]No --out, --publish, --vmc, --livelink, --render or --preview given: "
                   "results are discarded (see --help).")
+    try:
+        tracker = Tracker(config)  # loads the regress engine: a bad one fails before any output exists
+    except FacetrackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_USAGE)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    tracker = Tracker(config)
     progress = RunProgress(err, tracker, enabled=not quiet and err.is_terminal)
     sinks = []
     try:
@@ -255,35 +308,68 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
 @app.command()
 @click.argument("source")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None)
-@click.option("--engine", "landmark_engine", type=click.Choice(["mediapipe", "litert", "onnx"]), default="mediapipe",
-              show_default=True, help="Landmark engine (docs/engines.md).")
-@click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True,
-              help="Where our networks run: auto = TensorRT, then ONNX Runtime CUDA, then the CPU.")
+@_engine_options
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--model", default="builtin", show_default=True, help="Face model to fit; `none` for landmarks only.")
 @click.option("--no-eyes", is_flag=True, help="Without the eye stages.")
 @click.option("--no-filter", is_flag=True, help="Without the temporal filter.")
 @click.option("--realtime", is_flag=True, help="Pace the file as a live source and report capture-to-publish latency.")
 @click.option("--loop-seconds", type=float, default=None, help="Loop the file this long and report memory growth.")
+@click.option("--throughput", is_flag=True,
+              help="Batch mode instead: faces/s of landmarks + eye state (+ the regressor with --engine regress) "
+                   "at --batches, on a face of SOURCE's first frame.")
+@click.option("--batches", default="1,8,64,256", show_default=True, callback=_batch_sizes,
+              help="Batch sizes for --throughput.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Repeats per --throughput figure (median and range reported).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON.")
-def bench(source: str, max_frames: int | None, landmark_engine: str, backend: str, max_faces: int, model: str,
-          no_eyes: bool, no_filter: bool,
-          realtime: bool, loop_seconds: float | None, json_out: Path | None) -> None:
-    """Per-stage timings (median, p90) and end-to-end fps on SOURCE."""
+def bench(source: str, max_frames: int | None, landmark_engine: str, regressor: Path | None, backend: str,
+          max_faces: int, model: str, no_eyes: bool, no_filter: bool, realtime: bool, loop_seconds: float | None,
+          throughput: bool, batches: tuple[int, ...], repeats: int, json_out: Path | None) -> None:
+    """Per-stage timings (median, p90) and end-to-end fps on SOURCE; with --throughput, batch faces/s."""
     from facetrack.tracker.bench import BenchConfig, render_report, run_bench
 
+    if throughput:
+        _throughput(source, landmark_engine, regressor, backend, batches, repeats, json_out)
+        return
     config = BenchConfig(source=source, max_frames=max_frames, max_faces=max_faces, realtime=realtime,
                          loop_seconds=loop_seconds, model=None if model == "none" else model,
-                         eyes=not no_eyes, filter=not no_filter, landmark_engine=landmark_engine, backend=backend)
+                         eyes=not no_eyes, filter=not no_filter, backend=backend,
+                         **_engine_fields(landmark_engine, regressor))
     try:
         report = run_bench(config)
+    except ValidationError as exc:
+        raise _usage_error(exc) from None
     except FacetrackError as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(EXIT_USAGE)
     Console().print(render_report(report))
     if json_out is not None:
         json_out.write_text(json.dumps(report.model_dump(), indent=2))
+
+
+def _throughput(source: str, engine: str, regressor: Path | None, backend: str, batches: tuple[int, ...], repeats: int,
+                json_out: Path | None) -> None:
+    """`bench --throughput`: the batched landmark runtime (mediapipe's graph cannot batch: LiteRT on the CPU,
+    the ONNX conversions on a GPU) + eye state, + the regressor with --engine regress."""
+    from facetrack.engines.backends import select_backend
+    from facetrack.engines.regress import default_engine_path
+    from facetrack.engines.throughput import ThroughputConfig, measure_throughput, render_throughput
+
+    _engine_fields(engine, regressor)
+    try:
+        choice = select_backend(backend)
+        runtime = engine if engine in ("litert", "onnx") else "litert" if choice.name == "cpu" else "onnx"
+        path = (regressor or default_engine_path()) if engine == "regress" else None
+        report = measure_throughput(ThroughputConfig(image=source, landmark_runtime=runtime, backend=backend,
+                                                     batches=batches, repeats=repeats, regressor=path))
+    except FacetrackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_USAGE)
+    Console().print(render_throughput(report))
+    if json_out is not None:
+        json_out.write_text(report.model_dump_json(indent=2))
 
 
 @app.group()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facetrack.tracker.eye_stage import EyeOptions
+from facetrack.tracker.facemodel.registry import BUILTIN_ID
 from facetrack.tracker.filters import FilterConfig
 from facetrack.tracker.sources import SourceConfig
 
@@ -33,9 +35,40 @@ class TrackerConfig(BaseModel):
     max_frames: int | None = Field(None, ge=1, description="Stop after this many frames.")
     model: str | None = Field(
         "builtin",
-        description="Morphable model fitted per face (`facetrack models list`); None tracks landmarks and rigid pose only.",
+        description="Morphable model fitted per face (`facetrack models list`); None tracks landmarks and rigid "
+                    "pose only.",
     )
     mesh: bool = Field(False, description="Also evaluate the fitted dense mesh per face (`FaceResult.mesh`).")
+    coefficients: Literal["fit", "regress"] = Field(
+        "fit",
+        description="Where blendshapes, coefficients and pose come from. fit: `model` fitted to each face's "
+                    "landmarks; regress: the coefficient regressor (`regressor`) on an aligned crop of each face, "
+                    "all faces of a frame in one batch on `backend` (built-in rig only, no dynamics, no mesh; "
+                    "docs/engines.md).",
+    )
+    regressor: Path | None = Field(
+        None, description="The regress engine (.onnx with its .json) for coefficients='regress'; default: "
+                          "regress.onnx in the user data directory's engines/ folder.",
+    )
+    overlap: bool = Field(
+        True,
+        description="Files and image folders: the landmark engine works on frame N+1 while frame N is finished "
+                    "(fit, eyes, sinks), so two cores share the work. Live sources never wait for a next frame.",
+    )
     eyes: EyeOptions = Field(default_factory=EyeOptions, description="Eye state, ELAM, lid/lip dynamics, gaze.")
     filter: FilterConfig = Field(default_factory=FilterConfig, description="Temporal smoothing that keeps blinks.")
     source: SourceConfig = Field(default_factory=SourceConfig)
+
+    @model_validator(mode="after")
+    def _coefficient_source(self) -> TrackerConfig:
+        """Refuse settings the chosen coefficient source would silently ignore."""
+        if self.coefficients == "fit":
+            if self.regressor is not None:
+                raise ValueError("regressor is used only with coefficients='regress' (--engine regress)")
+            return self
+        if self.mesh:
+            raise ValueError("the dense mesh comes from the model fit: not available with the regress engine")
+        if self.model not in (None, BUILTIN_ID):
+            raise ValueError(f"model {self.model!r} is for the fitter; the regress engine brings its own "
+                             "(the built-in rig): drop --model or use --engine mediapipe")
+        return self

@@ -19,12 +19,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from facetrack.tracker import eyes as E
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES, EyeEvent, Eyes, EyeState, FaceResult
+
+if TYPE_CHECKING:
+    from facetrack.engines.backends import BackendName
 
 log = logging.getLogger("facetrack.eyes")
 
@@ -87,7 +91,7 @@ class _TrackEyes:
 class EyeStage:
     """Eye state, ELAM, gaze, openness and events for every track of one stream."""
 
-    def __init__(self, options: EyeOptions | None = None) -> None:
+    def __init__(self, options: EyeOptions | None = None, backend: BackendName = "cpu") -> None:
         self.options = options or EyeOptions()
         self.engine = None
         if self.options.enabled:
@@ -97,7 +101,7 @@ class EyeStage:
             if self.options.engine is None and not Path(path).is_file():
                 log.warning("no eye-state engine at %s: eyes from landmarks only", path)
             else:
-                self.engine = EyeStateEngine(path)
+                self.engine = EyeStateEngine(path, backend=backend)
         self._tracks: dict[int, _TrackEyes] = {}
 
     def forget(self, track_ids: list[int]) -> list[EyeEvent]:

@@ -1,13 +1,17 @@
-"""The streaming pipeline: source -> landmarks -> tracks -> eye state + ELAM -> model fit -> lid/lip dynamics
--> gaze -> temporal filter -> eye events -> FrameResult -> sinks.
+"""The streaming pipeline: source -> landmarks -> tracks -> eye state + ELAM -> model fit (or the regress
+engine) -> lid/lip dynamics -> gaze -> temporal filter -> eye events -> FrameResult -> sinks.
 
-Per-stage timings (`Tracker.timings`): landmarks, eyes (crops, eye-state engine, ELAM), fit (or pose),
-dynamics (online LDL), gaze (eyeLook* from the irises), filter, events (openness, mouth, blinks);
-each summed over a frame's faces.
+Per-stage timings (`Tracker.timings`): landmarks (what the tracker's thread spends on or waits
+for the engine: with a file, a pipelined engine finds frame N+1's landmarks while frame N is
+finished), eyes (crops, eye-state engine, ELAM), fit, regress (the frame's face crops in one
+engine batch, `coefficients="regress"`) or pose (neither), dynamics (online LDL, fit only),
+gaze (eyeLook* from the irises), filter, events (openness, mouth, blinks); each summed over a
+frame's faces.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -15,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from facetrack.engines.base import DetectedFace, LandmarkEngine
+from facetrack.engines.base import DetectedFace, LandmarkEngine, PipelinedLandmarkEngine
 from facetrack.engines.landmarks import make_landmark_engine
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.dynamics import LipLidDynamics
@@ -24,6 +28,7 @@ from facetrack.tracker.filters import FaceFilter
 from facetrack.tracker.fitting import FitStage
 from facetrack.tracker.geometry import landmark_box
 from facetrack.tracker.pose import estimate_head_pose
+from facetrack.tracker.regress_stage import RegressStage
 from facetrack.tracker.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
 from facetrack.tracker.sinks import Sink
 from facetrack.tracker.sources import Frame, FrameSource, open_source
@@ -54,6 +59,11 @@ class Tracker:
         self.metadata: StreamMetadata | None = None
         self._source: FrameSource | None = None
         self._fit: FitStage | None = None
+        # stateless and the slow part to load: loaded once here, so a bad engine fails before any output exists
+        self._regress: RegressStage | None = (
+            RegressStage(self.config.regressor, self.config.backend, self.config.max_faces, self.config.focal_px)
+            if self.config.coefficients == "regress" else None
+        )
         self._eyes: EyeStage | None = None
         self._dynamics: LipLidDynamics | None = None
         self._filter: FaceFilter | None = None
@@ -70,37 +80,69 @@ class Tracker:
         frames = source if isinstance(source, FrameSource) else open_source(source, self.config.source)
         self._source = frames
         self._fit = (
-            FitStage(self.config.model, self.config.focal_px, mesh=self.config.mesh) if self.config.model else None
+            FitStage(self.config.model, self.config.focal_px, mesh=self.config.mesh)
+            if self.config.model and self._regress is None else None
         )
         eyes = self.config.eyes
-        self._eyes = EyeStage(eyes) if eyes.enabled else None
+        self._eyes = EyeStage(eyes, self.config.backend) if eyes.enabled else None
         self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None
         still_images = frames.info.fps is None and not frames.live
         # a folder of photos is not a motion: nothing to smooth across them
         self._filter = FaceFilter(self.config.filter) if self.config.filter.enabled and not still_images else None
         self._fps = frames.info.fps
         metadata = StreamMetadata(stream_id=self.config.stream_id, source=frames.info, started_at=time.time())
-        self.metadata = self._fit.describe(metadata) if self._fit else metadata
+        stage = self._fit or self._regress
+        self.metadata = stage.describe(metadata) if stage is not None else metadata
         return frames
 
     def _results(self, frames: FrameSource) -> Iterator[FrameResult]:
         still_images = frames.info.fps is None and not frames.live
         engine = self._engine_factory(self.config, still_images)
         tracks = TrackAssigner()
+        limit = self.config.max_frames
+        frames_in = frames if limit is None else itertools.islice(frames, limit)
         try:
-            for count, frame in enumerate(frames):
-                if self.config.max_frames is not None and count >= self.config.max_frames:
-                    break
-                yield self._process(frame, engine, tracks)
+            # A live frame is finished before the next is awaited (latency); a file's next frame is already
+            # decoded, so its landmarks run while this thread finishes the frame before (throughput).
+            if self.config.overlap and isinstance(engine, PipelinedLandmarkEngine) and not frames.live:
+                yield from self._pipelined(frames_in, engine, tracks)
+            else:
+                for frame in frames_in:
+                    t0 = time.perf_counter()
+                    detected = engine.process(frame.image)
+                    yield self._process(frame, detected, time.perf_counter() - t0, tracks)
         finally:
             engine.close()
             frames.close()
 
-    def _process(self, frame: Frame, engine: LandmarkEngine, tracks: TrackAssigner) -> FrameResult:
+    def _pipelined(self, frames: Iterable[Frame], engine: PipelinedLandmarkEngine,
+                   tracks: TrackAssigner) -> Iterator[FrameResult]:
+        """Frame N+1 goes to the engine before frame N is finished; results still come in frame order."""
+        pending: tuple[Frame, list[DetectedFace], float] | None = None
+        frames = iter(frames)
+        while True:
+            try:
+                frame = next(frames, None)
+            except Exception:
+                if pending is not None:  # the source broke off: the frame it delivered last is still owed
+                    yield self._process(*pending, tracks)
+                raise
+            if frame is None:
+                break
+            t0 = time.perf_counter()
+            engine.submit(frame.image)
+            submit_s = time.perf_counter() - t0
+            if pending is not None:
+                yield self._process(*pending, tracks)
+            t1 = time.perf_counter()
+            pending = (frame, engine.collect(), submit_s + time.perf_counter() - t1)
+        if pending is not None:
+            yield self._process(*pending, tracks)
+
+    def _process(self, frame: Frame, detected: list[DetectedFace], landmarks_s: float,
+                 tracks: TrackAssigner) -> FrameResult:
+        """Everything after the landmarks; `landmarks_s` is what this thread spent on (or waiting for) them."""
         height, width = frame.image.shape[:2]
-        t0 = time.perf_counter()
-        detected = engine.process(frame.image)
-        t1 = time.perf_counter()
         boxes = [landmark_box(face.landmarks) for face in detected]
         assigned = tracks.assign(boxes, [face.detection_score for face in detected])
         events: list[EyeEvent] = []
@@ -112,11 +154,15 @@ class Tracker:
             self._filter.forget(tracks.ended)
         clock = StageClock(self._stages())
         t = self._time_of(frame)
-        faces = [
-            self._describe_face(face, box, track, frame, t, events, clock)
-            for face, box, track in zip(detected, boxes, assigned)
+        measured = [
+            self._measure_face(face, box, track, frame, clock) for face, box, track in zip(detected, boxes, assigned)
         ]
-        self.timings.record("landmarks", t1 - t0)
+        if self._regress is not None:
+            clock.start()
+            self._regress.write(frame.image, [result for result, _ in measured])
+            clock.lap("regress")
+        faces = [self._describe_face(result, measure, frame, t, events, clock) for result, measure in measured]
+        self.timings.record("landmarks", landmarks_s)
         for stage, seconds in clock.seconds.items():
             self.timings.record(stage, seconds)
         return FrameResult.model_construct(
@@ -135,10 +181,10 @@ class Tracker:
 
     def _stages(self) -> list[str]:
         names = ["eyes"] if self._eyes is not None else []
-        names.append("fit" if self._fit is not None else "pose")
+        names.append("fit" if self._fit is not None else "regress" if self._regress is not None else "pose")
         if self._dynamics is not None:
             names.append("dynamics")
-        if self._eyes is not None and self._fit is not None:
+        if self._eyes is not None and (self._fit is not None or self._regress is not None):
             names.append("gaze")
         if self._filter is not None:
             names.append("filter")
@@ -154,12 +200,10 @@ class Tracker:
             return frame.index / float(self._fps)
         return float(frame.capture_time)
 
-    def _describe_face(
-        self, face: DetectedFace, box: np.ndarray, track: Track, frame: Frame, t: float,
-        events: list[EyeEvent], clock: StageClock,
-    ) -> FaceResult:
-        """A face's result: eye state and ELAM, the model fit (or the rigid pose), dynamics, filter, events."""
-        height, width = frame.image.shape[:2]
+    def _measure_face(
+        self, face: DetectedFace, box: np.ndarray, track: Track, frame: Frame, clock: StageClock,
+    ) -> tuple[FaceResult, EyeMeasure | None]:
+        """A face's result so far: landmarks, eye state and ELAM (what the fit or the regressor start from)."""
         result = FaceResult.model_construct(
             track_id=track.track_id,
             bbox=tuple(box.tolist()),
@@ -177,6 +221,16 @@ class Tracker:
         if self._eyes is not None:
             measure = self._eyes.measure(frame.image, result)
             clock.lap("eyes")
+        return result, measure
+
+    def _describe_face(
+        self, result: FaceResult, measure: EyeMeasure | None, frame: Frame, t: float, events: list[EyeEvent],
+        clock: StageClock,
+    ) -> FaceResult:
+        """The rest of a face's result: the model fit (unless the regressor wrote it; else the rigid pose),
+        dynamics, gaze, filter, events."""
+        height, width = frame.image.shape[:2]
+        clock.start()
         if self._fit is not None:
             fit = self._fit.fit(result, (width, height))
             clock.lap("fit")
@@ -185,12 +239,12 @@ class Tracker:
                 clock.lap("dynamics")
             self._fit.write(result, fit)
             clock.lap("fit")
-            if measure is not None:
-                self._eyes.gaze(result, measure)
-                clock.lap("gaze")
-        else:
+        elif self._regress is None:
             result.pose = estimate_head_pose(result.landmarks, (width, height), self.config.focal_px)
             clock.lap("pose")
+        if measure is not None and result.blendshapes is not None:
+            self._eyes.gaze(result, measure)
+            clock.lap("gaze")
         if self._filter is not None:
             self._filter.apply(result, t)
             clock.lap("filter")

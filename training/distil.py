@@ -1,7 +1,8 @@
 """Distillation data: video clips -> aligned face crops with the tracker's pseudo-labels.
 
 The regressor learns to reproduce the per-frame fitter: each kept frame gives a square
-crop around the face, the fitter's 68 iBUG points (in crop pixels), its 52 ARKit weights
+crop around the face, the fitter's 68 iBUG points and the landmark engine's 478 mesh points
+(x, y, z in crop pixels: for the mesh's own PRDL part polygons), its 52 ARKit weights
 (the built-in rig's expression coefficients), the eye-state probabilities (ELAM targets
 for LDL) and the clip index as the subject. `shared_model` builds one face model for all
 clips: the built-in rig on the mean relaxed neutral, with an identity basis from the PCA
@@ -16,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facetrack.engines.regress import CROP_SCALE, crop_face  # noqa: F401  (one crop for training and run time)
 from facetrack.tracker.facemodel.builtin_rig import align_rigid, build_builtin_model, head_frame_shape, robust_neutral
 from facetrack.tracker.facemodel.format import MorphableModel
-
-CROP_SCALE = 1.6
-"""Crop side = CROP_SCALE x the larger side of the 68 points' box: the whole face and some margin."""
 
 
 @dataclass
@@ -30,22 +29,11 @@ class ClipFrames:
     name: str
     images: list[np.ndarray] = field(default_factory=list)
     landmarks: list[np.ndarray] = field(default_factory=list)
+    landmarks478: list[np.ndarray] = field(default_factory=list)
     expression: list[np.ndarray] = field(default_factory=list)
     p_closed: list[np.ndarray] = field(default_factory=list)
     head_shapes: list[np.ndarray] = field(default_factory=list)
     fit_seconds: float = 0.0
-
-
-def crop_face(image: np.ndarray, lmk68: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A square crop centred on the 68 points (border replicated), and the points in crop pixels."""
-    import cv2
-
-    lo, hi = lmk68.min(0), lmk68.max(0)
-    centre, side = (lo + hi) / 2, CROP_SCALE * float((hi - lo).max())
-    s = size / side
-    m = np.array([[s, 0, size / 2 - s * centre[0]], [0, s, size / 2 - s * centre[1]]], np.float32)
-    crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return crop, (lmk68 * s + m[:, 2]).astype(np.float32)
 
 
 def track_clip(path: Path, size: int, every: int = 2, max_frames: int = 200) -> ClipFrames:
@@ -71,14 +59,25 @@ def track_clip(path: Path, size: int, every: int = 2, max_frames: int = 200) -> 
             if i not in faces:
                 continue
             face, wh = faces[i]
-            crop, lmk = crop_face(frame.to_ndarray(format="rgb24"), np.asarray(face.landmarks68)[:, :2], size)
+            lmk68 = np.asarray(face.landmarks68, np.float64)[:, :2]
+            crop, lmk = crop_face(frame.to_ndarray(format="rgb24"), lmk68, size)
             out.images.append(crop)
             out.landmarks.append(lmk)
+            out.landmarks478.append(to_crop(np.asarray(face.landmarks, np.float32), lmk68, lmk))
             out.expression.append(np.asarray(face.blendshapes, np.float32))
             pc = [face.eyes.right.p_closed, face.eyes.left.p_closed] if face.eyes is not None else [None, None]
             out.p_closed.append(np.array([np.nan if p is None else p for p in pc], np.float32))
             out.head_shapes.append(head_frame_shape(np.asarray(face.landmarks), wh, float(wh[0]))[0])
     return out
+
+
+def to_crop(points: np.ndarray, lmk68: np.ndarray, crop68: np.ndarray) -> np.ndarray:
+    """Image points (P, 2 or 3) -> crop pixels by the scale and shift `crop_face` gave the 68 points
+    (recovered from them, so the two cannot drift apart); z is scaled like x and y."""
+    scale = float(np.ptp(crop68, axis=0).max() / np.ptp(lmk68, axis=0).max())
+    out = points * scale
+    out[:, :2] += crop68.mean(0) - scale * lmk68.mean(0)
+    return out.astype(np.float32)
 
 
 def shared_model(clips: list[ClipFrames], n_identity: int = 8) -> MorphableModel:
@@ -97,11 +96,13 @@ def shared_model(clips: list[ClipFrames], n_identity: int = 8) -> MorphableModel
 
 
 def write_npz(clips: list[ClipFrames], path: Path) -> Path:
-    """The `npz` data source of the recipes: images, landmarks, expression, p_closed, subject (= clip index)."""
+    """The `npz` data source of the recipes: images, landmarks, landmarks478, expression, p_closed,
+    subject (= clip index)."""
     keep = [c for c in clips if c.images]
     np.savez_compressed(
         path, images=np.concatenate([np.stack(c.images) for c in keep]),
         landmarks=np.concatenate([np.stack(c.landmarks) for c in keep]),
+        landmarks478=np.concatenate([np.stack(c.landmarks478) for c in keep]),
         expression=np.concatenate([np.stack(c.expression) for c in keep]),
         p_closed=np.concatenate([np.stack(c.p_closed) for c in keep]),
         subject=np.concatenate([np.full(len(c.images), i) for i, c in enumerate(keep)]),
