@@ -34,7 +34,8 @@ TINY = {
 
 def test_every_shipped_recipe_validates_and_carries_the_papers_weights():
     recipes = {p.stem: load_recipe(p) for p in sorted(RECIPES_DIR.glob("*.json"))}
-    assert set(recipes) == {"elam_ldl", "prdl_3ddfa_v3", "specular_deng", "zhou_huang", "sir", "facetrack"}
+    assert set(recipes) == {"elam_ldl", "prdl_3ddfa_v3", "specular_deng", "zhou_huang", "sir", "facetrack",
+                            "distil_clips"}
     v3 = recipes["prdl_3ddfa_v3"].losses
     assert (v3.prdl, v3.lmk, v3.pho, v3.per, v3.reg_id, v3.prdl_skin_points) == (0.8e-3, 1.6e-3, 1.9, 0.2, 3e-4, 3000)
     deng = recipes["specular_deng"].losses
@@ -148,7 +149,7 @@ def test_augment_moves_the_points_with_the_pixels():
 
     img = torch.zeros(2, 3, 40, 40)
     img[:, :, 9:12, 24:27] = 1.0  # a 3x3 blob centred on pixel (25.5, 10.5)
-    out, move = augment(img, 30.0, 0.2, 0.0, torch.Generator().manual_seed(1))
+    out, move, _ = augment(img, 30.0, 0.2, 0.0, torch.Generator().manual_seed(1))
     p = move(torch.tensor([[[25.5, 10.5]]] * 2))
     ys, xs = torch.meshgrid(torch.arange(40) + 0.5, torch.arange(40) + 0.5, indexing="ij")
     for i in range(2):

@@ -37,8 +37,16 @@ class LossWeights(_Strict):
     prdl_grid: int = Field(8, ge=2, le=64, description="Anchors per side of the image grid.")
     prdl_points: int = Field(64, ge=4, description="Target points per part after farthest point sampling.")
     prdl_skin_points: int = Field(3000, ge=4, description="Skin target points after FPS (the paper: 3000).")
+    prdl_parts: Literal["ibug68", "mesh478"] = Field(
+        "ibug68", description="Where the PRDL parts come from: the iBUG-68 polygons (any data, any model) or the "
+                              "face mesh's own part polygons ('mesh478': finer lids, lips and face oval; needs "
+                              "`landmarks478` in the data and a model whose vertices are the 478 mesh points, i.e. "
+                              "the built-in rig).")
     pho: float = Field(0.0, ge=0, description="Skin-weighted photometric loss.")
-    per: float = Field(0.0, ge=0, description="Perceptual/identity loss: needs a face feature network (see docs).")
+    per: float = Field(0.0, ge=0, description="Perceptual/identity loss: 1 - cos of face-network embeddings of the "
+                                             "input and of the render pasted over it (training/face_features.py).")
+    per_network: str = Field("mediapipe", description="The face network: 'mediapipe' (the wheel's mesh network) or "
+                                                      "a path to an ONNX face-recognition model (e.g. ArcFace).")
     mouth: float = Field(0.0, ge=0, description="Inner-mouth area loss.")
     mouth_warmup_steps: int = Field(0, ge=0, description="Steps before the mouth loss switches on.")
     uniform: float = Field(0.0, ge=0, description="Uniform loss on the diffuse albedo over skin.")
@@ -50,13 +58,16 @@ class LossWeights(_Strict):
     sir_kl: float = Field(0.0, ge=0, description="SIR KL prior of alpha/sigma toward N(0, 1).")
     sir_lambda: float = Field(1.0, ge=0, description="Expression damping in SIR's confidence.")
     sir_center_rate: float = Field(0.5, gt=0, le=1)
-    coef: float = Field(0.0, ge=0, description="Distillation: MSE to target coefficients (fitter pseudo-labels).")
+    coef: float = Field(0.0, ge=0, description="Distillation: error to target coefficients (fitter pseudo-labels).")
+    coef_kind: Literal["l2", "l1", "l1+l2"] = Field(
+        "l2", description="Distillation error: squared (pulls an unpredictable weight to its mean), absolute (to its "
+                          "median) or their sum (the median for small errors, a strong pull on large ones).")
 
 
 class DataConfig(_Strict):
     kind: Literal["synthetic", "npz"] = "synthetic"
-    path: Path | None = Field(None, description="npz: images (N,H,W,3) uint8, landmarks (N,68,2) [+ p_closed, "
-                                                "subject, identity, expression, pose].")
+    path: Path | None = Field(None, description="npz: images (N,H,W,3) uint8, landmarks (N,68,2) [+ landmarks478, "
+                                                "p_closed, subject, identity, expression, pose].")
     samples: int = Field(256, ge=4, description="synthetic: how many images.")
     subjects: int = Field(32, ge=1, description="synthetic: identities (SIR needs several views of each).")
     held_fraction: float = Field(0.125, ge=0, lt=1)
@@ -89,6 +100,9 @@ class TrainSettings(_Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(16, ge=2)
     lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="Per-epoch learning rate: constant, or a cosine decay toward 0 at `epochs` (settles "
+                                "the weights that a constant rate leaves jittering from epoch to epoch).")
     weight_decay: float = Field(1e-4, ge=0)
     seed: int = 0
     threads: int = Field(2, ge=1)
@@ -97,6 +111,8 @@ class TrainSettings(_Strict):
     augment_rotation_deg: float = Field(0.0, ge=0, le=45, description="Random in-plane rotation of the crops.")
     augment_scale: float = Field(0.0, ge=0, lt=0.5, description="Random zoom of the crops, +- this fraction.")
     augment_colour: float = Field(0.0, ge=0, lt=1, description="Random per-channel gain and brightness, +- this.")
+    augment_flip: float = Field(0.0, ge=0, le=1, description="Probability of a left/right mirror (68 points, eye "
+                                                          "states, ARKit Left/Right weights and eye parts swapped).")
 
 
 class Recipe(_Strict):

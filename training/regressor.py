@@ -22,7 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from facetrack.training import losses as L
 from facetrack.training.backbones import resnet50
 from facetrack.training.export import attach_metadata
+from facetrack.training.face_features import load_face_features, perceptual_term
+from facetrack.training.part_masks import part_landmarks_478, part_masks_478
 from facetrack.training.recipe import Recipe
 from facetrack.training.render import (
     POSE_SIZE,
@@ -57,6 +59,40 @@ PARTS: dict[str, tuple[int, ...]] = {
 }
 """Part polygons on the iBUG-68 points (lips minus the inner-mouth polygon); `skin` is the face hull
 (jaw + brows) minus these."""
+PART_LANDMARKS_68: dict[str, tuple[int, ...]] = {**PARTS, "skin": tuple(range(27))}
+"""The 68-point indices that stand in for a part squeezed to no pixels (skin: jaw and brows)."""
+MIRROR_PARTS = {"right_eye": "left_eye", "left_eye": "right_eye"}
+"""Parts that trade places in a mirrored image (the others map to themselves)."""
+
+
+def _ibug68_mirror() -> tuple[int, ...]:
+    """The standard iBUG-68 mirror permutation: jaw reversed, brows, nostrils, eyes and lips swapped."""
+    pairs = ([(i, 16 - i) for i in range(8)] + [(17 + i, 26 - i) for i in range(5)] + [(31, 35), (32, 34)]
+             + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+             + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)])
+    perm = list(range(68))
+    for a, b in pairs:
+        perm[a], perm[b] = b, a
+    return tuple(perm)
+
+
+IBUG68_MIRROR: tuple[int, ...] = _ibug68_mirror()
+"""Point i of a mirrored face is point IBUG68_MIRROR[i] of the original, mirrored."""
+
+
+def mirror_permutation(names: list[str] | tuple[str, ...]) -> Tensor:
+    """Index permutation that swaps every ...Left name with its ...Right partner (ARKit's naming), so a
+    mirrored face's expression weights are `weights[:, perm]`; names without a side map to themselves."""
+    index = {n: i for i, n in enumerate(names)}
+    swap = {"Left": "Right", "Right": "Left"}
+    perm = []
+    for n in names:
+        side = next((k for k in swap if n.endswith(k)), None)
+        partner = n if side is None else n[:-len(side)] + swap[side]
+        if partner not in index:
+            raise ValueError(f"expression {n!r} has no mirror partner {partner!r}")
+        perm.append(index[partner])
+    return torch.tensor(perm)
 
 
 # -- network ---------------------------------------------------------------------------------------
@@ -136,23 +172,34 @@ def _polygon_masks(lmk: np.ndarray, height: int, width: int) -> dict[str, np.nda
     return masks
 
 
-def part_targets(landmarks: np.ndarray, height: int, width: int, n_points: int,
-                 n_skin: int) -> dict[str, tuple[Tensor, Tensor]]:
-    """PRDL target point sets per part from landmark polygons: (N, P, 2) pixel centres + masks, FPS-sampled."""
+def part_targets(landmarks: np.ndarray, height: int, width: int, n_points: int, n_skin: int,
+                 meshes: np.ndarray | None = None) -> dict[str, tuple[Tensor, Tensor]]:
+    """PRDL target point sets per part from landmark polygons: (N, P, 2) pixel centres + masks, FPS-sampled.
+
+    The polygons are the 68 points' (`landmarks`, (N, 68, 2)) or, with `meshes` ((N, 478, 2 or 3)
+    in the same pixels), the face mesh's own (`part_masks_478`), which follow the lids, lips and
+    face oval more closely; `landmarks` is then not read.
+    """
+    if meshes is None:
+        faces = ((_polygon_masks(lmk, height, width), lmk, PART_LANDMARKS_68) for lmk in landmarks)
+    else:
+        stand_in = part_landmarks_478()
+        faces = ((part_masks_478(mesh, height, width), mesh[:, :2], stand_in) for mesh in meshes)
     out: dict[str, list[np.ndarray]] = {}
-    for lmk in landmarks:
-        for name, m in _polygon_masks(lmk, height, width).items():
+    for masks, points, stand_ins in faces:
+        for name, m in masks.items():
             ys, xs = np.nonzero(m)
             pts = np.stack([xs, ys], -1).astype(np.float32) + 0.5
             if len(pts) == 0:  # a part squeezed to nothing: its landmarks stand in
-                pts = lmk[list(PARTS.get(name, range(27)))].astype(np.float32)
+                pts = points[list(stand_ins[name])].astype(np.float32)
             k = n_skin if name == "skin" else n_points
             if len(pts) > k:
                 pts = pts[L.farthest_point_sampling(torch.from_numpy(pts), k).numpy()]
             out.setdefault(name, []).append(pts)
     result = {}
+    widths = {name: max(len(s) for s in sets) for name, sets in out.items()}
     for name, sets in out.items():
-        p = max(len(s) for s in sets)
+        p = max(widths[name], widths.get(MIRROR_PARTS.get(name, name), 0))  # mirrored parts can trade rows
         pts = torch.zeros(len(sets), p, 2)
         mask = torch.zeros(len(sets), p, dtype=torch.bool)
         for i, s in enumerate(sets):
@@ -162,23 +209,35 @@ def part_targets(landmarks: np.ndarray, height: int, width: int, n_points: int,
     return result
 
 
-def vertex_parts(face: TorchFaceModel, n_skin: int) -> dict[str, Tensor]:
-    """Vertex indices per part: the vertices inside the part polygons of the neutral's 68 points (front view)."""
-    xy = face.neutral[:, :2].numpy() * [1, -1]  # y down like the image, so the polygons match `_polygon_masks`
-    lmk = face.landmarks(torch.from_numpy(xy[None].astype(np.float32)))[0].numpy()
+def vertex_parts(face: TorchFaceModel, n_skin: int,
+                 parts: Literal["ibug68", "mesh478"] = "ibug68") -> dict[str, Tensor]:
+    """Vertex indices per part: the vertices inside the part polygons of the neutral's front view, plus
+    the vertices of each non-skin part's landmarks (a thin part may hold no vertex inside).
+
+    The polygons are those `part_targets` draws on the image, so predicted and target sets match:
+    the 68 points' ("ibug68") or the face mesh's ("mesh478": the neutral's vertices are the 478
+    mediapipe points, as in the built-in rig).
+    """
+    xy = face.neutral[:, :2].numpy() * [1, -1]  # y down like the image, so the polygons match the image masks
     lo = xy.min(0)
     scale = 200.0 / (xy.max(0) - lo).max()  # rasterise at ~200 px to reuse the pixel masks
     px = np.clip(((xy - lo) * scale).astype(int), 0, 219)
-    masks = _polygon_masks((lmk - lo) * scale, 220, 220)
-    parts = {}
+    if parts == "mesh478":
+        masks = part_masks_478((xy - lo) * scale, 220, 220)
+        own = part_landmarks_478()
+    else:
+        lmk = face.landmarks(torch.from_numpy(xy[None].astype(np.float32)))[0].numpy()
+        masks = _polygon_masks((lmk - lo) * scale, 220, 220)
+        own = {name: face.lmk_vertices[list(idx), 0].numpy() for name, idx in PARTS.items()}
+    out = {}
     for name, m in masks.items():
         idx = np.nonzero(m[px[:, 1], px[:, 0]])[0]
         if name != "skin":
-            idx = np.union1d(idx, np.asarray(face.lmk_vertices[list(PARTS[name]), 0]))
+            idx = np.union1d(idx, own[name])
         elif len(idx) > n_skin:
             idx = idx[L.farthest_point_sampling(face.neutral[idx], n_skin).numpy()]
-        parts[name] = torch.from_numpy(np.asarray(idx, np.int64))
-    return parts
+        out[name] = torch.from_numpy(np.asarray(idx, np.int64))
+    return out
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -193,6 +252,7 @@ class RegressionData:
     p_closed: Tensor | None = None     # (N,) or (N, 2)
     subject: Tensor | None = None      # (N,) long
     targets: dict[str, Tensor] | None = None  # identity / expression / pose pseudo-labels
+    landmarks478: Tensor | None = None  # (N, 478, 2 or 3) crop pixels: the face mesh, for mesh478 PRDL parts
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -227,13 +287,14 @@ def load_data(recipe: Recipe, face: TorchFaceModel) -> RegressionData:
         p = torch.from_numpy(np.nan_to_num(z["p_closed"].astype(np.float32))) if "p_closed" in z else None
         subj = torch.from_numpy(z["subject"].astype(np.int64)) if "subject" in z else None
         targets = {k: torch.from_numpy(z[k].astype(np.float32)) for k in ("identity", "expression", "pose") if k in z}
+        mesh = torch.from_numpy(z["landmarks478"].astype(np.float32)) * f if "landmarks478" in z else None
     if cfg.held_subjects is not None:
         if subj is None:
             raise ValueError("data.held_subjects needs a 'subject' array in the npz")
         held = torch.isin(subj, torch.tensor(cfg.held_subjects, dtype=torch.long))
     else:
         held = _held_split(len(images), cfg.held_fraction, cfg.seed)
-    return RegressionData(images, lmk, held, p, subj, targets or None)
+    return RegressionData(images, lmk, held, p, subj, targets or None, mesh)
 
 
 def load_face_model(recipe: Recipe) -> TorchFaceModel:
@@ -247,16 +308,24 @@ def load_face_model(recipe: Recipe) -> TorchFaceModel:
     return TorchFaceModel.from_morphable(MorphableModel.load(m.face_model))
 
 
-def augment(images: Tensor, rotation_deg: float, scale: float, colour: float,
-            gen: torch.Generator) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """Random in-plane rotation and zoom about the crop centre plus colour gain: the coefficients the
-    losses compare stay valid (identity and expression do not change; the pose is not a target).
-    Returns the new images and the map that moves (N, P, 2) pixel points with them."""
+def augment(images: Tensor, rotation_deg: float, scale: float, colour: float, gen: torch.Generator,
+            flip: float = 0.0) -> tuple[Tensor, Callable[[Tensor], Tensor], Tensor]:
+    """Random left/right mirror, in-plane rotation and zoom about the crop centre, and colour gain.
+
+    Rotation, zoom and colour leave the coefficients the losses compare valid (identity and
+    expression do not change; the pose is not a target); a mirror does not, so the caller
+    swaps the targets of the flipped samples (`mirror_targets`). Returns the new images,
+    the map that moves (N, P, 2) pixel points with them (mirrored, not re-ordered) and the
+    (N,) bool mask of mirrored samples.
+    """
     n, _, h, w = images.shape
+    # no draw without flips: the rotation, zoom and colour of a seed stay those of runs before the flip
+    flipped = torch.rand(n, generator=gen) < flip if flip else torch.zeros(n, dtype=torch.bool)
     ang = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(rotation_deg)
     s = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale
     cos, sin = torch.cos(ang) * s, torch.sin(ang) * s
-    fwd = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (N, 2, 2) point map
+    mx = 1 - 2 * flipped.float()  # x -> -x about the centre first, then rotate and zoom
+    fwd = torch.stack([torch.stack([cos * mx, -sin], -1), torch.stack([sin * mx, cos], -1)], -2)  # (N, 2, 2)
     centre = torch.tensor([w / 2, h / 2])
     # grid_sample pulls: output pixel p reads input fwd^-1 (p - c) + c, in normalised coordinates
     theta = torch.cat([torch.linalg.inv(fwd), torch.zeros(n, 2, 1)], -1)
@@ -269,7 +338,41 @@ def augment(images: Tensor, rotation_deg: float, scale: float, colour: float,
     def move(points: Tensor) -> Tensor:
         return (points - centre) @ fwd.transpose(1, 2) + centre
 
-    return out, move
+    return out, move, flipped
+
+
+def _rows(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    return torch.where(mask.reshape(-1, *([1] * (old.ndim - 1))), new, old)
+
+
+def mirror_targets(flipped: Tensor, lmk: Tensor, p_closed: Tensor | None, expression: Tensor | None,
+                   parts: dict[str, tuple[Tensor, Tensor]] | None, exp_perm: Tensor
+                   ) -> tuple[Tensor, Tensor | None, Tensor | None, dict[str, tuple[Tensor, Tensor]] | None]:
+    """Targets of the mirrored samples, after `augment`'s point map: the 68 points re-ordered
+    (the subject's right eye is now on the other side), the two eye states (right, left)
+    swapped, the expression's Left/Right weights swapped (`exp_perm`) and the eyes' PRDL
+    point sets exchanged. Mirroring twice gives the input back."""
+    lmk = _rows(flipped, lmk[:, list(IBUG68_MIRROR)], lmk)
+    if p_closed is not None and p_closed.ndim == 2:
+        p_closed = _rows(flipped, p_closed.flip(1), p_closed)
+    if expression is not None:
+        expression = _rows(flipped, expression[:, exp_perm], expression)
+    if parts is not None:
+        other = {n: parts[MIRROR_PARTS.get(n, n)] for n in parts}
+        parts = {n: (_rows(flipped, other[n][0], p), _rows(flipped, other[n][1], m)) for n, (p, m) in parts.items()}
+    return lmk, p_closed, expression, parts
+
+
+def expression_mirror(recipe: Recipe, face: TorchFaceModel) -> Tensor:
+    """The Left/Right permutation of the model's expression modes: from the names in a facemodel
+    file (ARKit's with the built-in rig); the synthetic model's designed modes are symmetric."""
+    if recipe.model.face_model != "synthetic":
+        from facetrack.tracker.facemodel.format import MorphableModel
+
+        return mirror_permutation(MorphableModel.load(recipe.model.face_model).exp_names)
+    if face.n_expression > 4:
+        raise ValueError("train.augment_flip: the synthetic model's random modes (beyond 4) have no mirror")
+    return torch.arange(face.n_expression)
 
 
 # -- training --------------------------------------------------------------------------------------
@@ -305,6 +408,8 @@ def compute_losses(recipe: Recipe, face: TorchFaceModel, out: tuple[Tensor, ...]
         terms["prdl"] = L.prdl_loss(pred, ctx["part_targets"], ctx["anchors"], ctx["part_weights"], size, size)
     if w.pho:
         terms["pho"] = L.photometric_loss(r.image, images, r.mask, r.skin)
+    if w.per:
+        terms["per"] = perceptual_term(ctx["face_features"], images, r.image, r.mask)
     if w.mouth and step >= w.mouth_warmup_steps:
         terms["mouth"] = L.inner_mouth_area_loss(r.landmarks, lmk)
     if w.uniform and face.n_texture:
@@ -324,9 +429,27 @@ def compute_losses(recipe: Recipe, face: TorchFaceModel, out: tuple[Tensor, ...]
             terms["sir_kl"] = L.kl_standard_normal(identity, torch.ones(identity.shape[1]))
     if w.coef and ctx.get("targets"):
         t = ctx["targets"]
-        terms["coef"] = sum(((p - t[k]) ** 2).mean() for k, p in (("identity", identity), ("expression", expression))
-                            if k in t)
+        flipped = ctx.get("flipped")
+        # a mirrored face has another identity (the basis is not symmetric): its identity target is dropped
+        rows = {"identity": None if flipped is None else ~flipped, "expression": None}
+        terms["coef"] = sum(coefficient_error(p, t[k], w.coef_kind, rows[k])
+                            for k, p in (("identity", identity), ("expression", expression)) if k in t)
     return terms
+
+
+def coefficient_error(pred: Tensor, target: Tensor, kind: str, rows: Tensor | None = None) -> Tensor:
+    """Mean squared ("l2"), absolute ("l1") or absolute plus squared ("l1+l2") error over the rows kept
+    by `rows` (all by default).
+
+    L2 pulls a weight the image does not determine to its mean; L1 to its median, which for
+    the mostly-zero blendshapes is near 0, and is the objective the agreement MAE measures,
+    but it pushes a large miss (an unseen blink) no harder than a small one; the sum keeps
+    L1's median for small errors and L2's pull on large ones."""
+    e = pred - target
+    d = {"l1": e.abs(), "l2": e ** 2, "l1+l2": e.abs() + e ** 2}[kind]
+    if rows is None:
+        return d.mean()
+    return (d * rows[:, None]).sum() / (rows.sum() * d.shape[1]).clamp_min(1)
 
 
 def _weight(recipe: Recipe, name: str) -> float:
@@ -360,6 +483,24 @@ def evaluate(model: Regressor, face: TorchFaceModel, data: RegressionData, mask:
     return res
 
 
+def _prdl_meshes(parts: str, data: RegressionData, face: TorchFaceModel) -> np.ndarray | None:
+    """The face meshes the PRDL targets are drawn from (None: the 68 points'); mesh478 parts need a mesh
+    per crop and a model whose vertices are the mesh points, or predicted and target parts differ."""
+    if parts != "mesh478":
+        return None
+    if data.landmarks478 is None:
+        raise ValueError("losses.prdl_parts='mesh478' needs landmarks478 in the data: build it with "
+                         "`facetrack train data images` on 478-point labels or `facetrack train data clips`, "
+                         "or set losses.prdl_parts to 'ibug68'")
+    n = face.neutral.shape[0]
+    if n != data.landmarks478.shape[1]:
+        raise ValueError(f"losses.prdl_parts='mesh478' needs a face model whose vertices are the "
+                         f"{data.landmarks478.shape[1]} face mesh points (the built-in rig: set model.face_model to "
+                         f"the *_face_model.npz of `facetrack train data clips`); this one has {n} vertices, so "
+                         "set losses.prdl_parts to 'ibug68'")
+    return data.landmarks478.numpy()
+
+
 def train_regressor(recipe: Recipe, out_dir: Path | None = None, resume: bool = False,
                     progress: Callable[[dict], None] | None = None) -> TrainResult:
     """Train per the recipe; with out_dir, write `checkpoint.pt` each epoch and `curves.csv`; resume from them."""
@@ -378,12 +519,14 @@ def train_regressor(recipe: Recipe, out_dir: Path | None = None, resume: bool = 
     ctx: dict = {"lmk_weights": L.landmark_weights(w.lmk_eye_mouth, w.lmk_contour),
                  "hard": L.HardPoints(68, w.hard_points), "sir": sir}
     if w.per:
-        log.warning("perceptual loss (weight %g) off: no face feature network is bundled", w.per)
+        ctx["face_features"] = load_face_features(w.per_network)
     train_idx = torch.nonzero(~data.held).flatten()
+    exp_perm = expression_mirror(recipe, face) if cfg.augment_flip else torch.arange(face.n_expression)
     if w.prdl:
         ctx["anchors"] = L.grid_anchors(size, size, w.prdl_grid)
-        ctx["vertex_parts"] = vertex_parts(face, w.prdl_skin_points)
-        all_targets = part_targets(data.landmarks.numpy(), size, size, w.prdl_points, w.prdl_skin_points)
+        meshes = _prdl_meshes(w.prdl_parts, data, face)
+        ctx["vertex_parts"] = vertex_parts(face, w.prdl_skin_points, w.prdl_parts)
+        all_targets = part_targets(data.landmarks.numpy(), size, size, w.prdl_points, w.prdl_skin_points, meshes)
         ctx["part_weights"] = {n: 1.0 for n in all_targets}
     start_epoch, step, history = 0, 0, []
     ckpt = out_dir / "checkpoint.pt" if out_dir is not None else None
@@ -401,6 +544,9 @@ def train_regressor(recipe: Recipe, out_dir: Path | None = None, resume: bool = 
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
+        if cfg.lr_schedule == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
         sums: dict[str, float] = {}
         n_batches = max(1, len(order) // cfg.batch_size)
@@ -412,11 +558,18 @@ def train_regressor(recipe: Recipe, out_dir: Path | None = None, resume: bool = 
             ctx["targets"] = {k: v[sel] for k, v in data.targets.items()} if data.targets else None
             if w.prdl:
                 ctx["part_targets"] = {n: (p[sel], m[sel]) for n, (p, m) in all_targets.items()}
-            if cfg.augment_rotation_deg or cfg.augment_scale or cfg.augment_colour:
-                images, move = augment(images, cfg.augment_rotation_deg, cfg.augment_scale, cfg.augment_colour, gen)
-                lmk = move(lmk)
-                if w.prdl:
-                    ctx["part_targets"] = {n: (move(p), m) for n, (p, m) in ctx["part_targets"].items()}
+            if cfg.augment_rotation_deg or cfg.augment_scale or cfg.augment_colour or cfg.augment_flip:
+                images, move, flipped = augment(images, cfg.augment_rotation_deg, cfg.augment_scale,
+                                                cfg.augment_colour, gen, cfg.augment_flip)
+                parts = {n: (move(p), m) for n, (p, m) in ctx["part_targets"].items()} if w.prdl else None
+                t = ctx["targets"]
+                lmk, ctx["p_closed"], exp, parts = mirror_targets(
+                    flipped, move(lmk), ctx["p_closed"], t.get("expression") if t else None, parts, exp_perm)
+                if exp is not None:
+                    ctx["targets"] = {**t, "expression": exp}
+                if parts is not None:
+                    ctx["part_targets"] = parts
+                ctx["flipped"] = flipped
             terms = compute_losses(recipe, face, model(normalise(images)), images, lmk, step, ctx)
             loss = sum(_weight(recipe, k) * v for k, v in terms.items())
             opt.zero_grad()
