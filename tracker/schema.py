@@ -120,7 +120,8 @@ class FaceResult(_Model):
     )
     coefficients: FaceCoefficients | None = None
     landmarks68: Float32Array | None = Field(
-        default=None, description="(68, 2) iBUG points projected from the fitted model, pixels."
+        default=None, description="(68, 2) iBUG points, pixels: projected from the fitted model, or (regress "
+                                  "engine) the ones its crop was cut around, from the landmarks.",
     )
     eyes: Eyes | None = None
     mouth_openness: float | None = Field(
