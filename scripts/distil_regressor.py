@@ -160,10 +160,9 @@ def fitter_timing(clip: Path) -> dict:
     """The tracker's per-stage medians on one clip: the `fit` stage is what the regressor would replace."""
     from facetrack.tracker import Tracker, TrackerConfig
 
-    with Tracker(TrackerConfig(max_faces=1, max_frames=300)) as tracker:
-        for _ in tracker.track(str(clip)):
-            pass
-        stages = {k: v.median_ms for k, v in tracker.timings.summary().items()}
+    tracker = Tracker(TrackerConfig(max_faces=1, max_frames=300))
+    tracker.run(str(clip), [])
+    stages = {k: v.median_ms for k, v in tracker.timings.summary().items()}
     return {"fitter_fit_stage": stages.get("fit"), "tracker_stages_sum": float(sum(stages.values())),
             "tracker_stages": stages, "tracker_clip": clip.name}
 

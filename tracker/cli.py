@@ -357,7 +357,7 @@ def _throughput(source: str, engine: str, regressor: Path | None, backend: str, 
     from facetrack.engines.regress import default_engine_path
     from facetrack.engines.throughput import ThroughputConfig, measure_throughput, render_throughput
 
-    _engine_fields(engine, regressor)
+    _engine_fields(engine, regressor)  # refuses --regressor without --engine regress
     try:
         choice = select_backend(backend)
         runtime = engine if engine in ("litert", "onnx") else "litert" if choice.name == "cpu" else "onnx"

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from facetrack.tracker.eyes import CROP_SCALE, CROP_SIZE, CROP_Y_SHIFT
-from facetrack.training.export import attach_metadata
+from facetrack.training.export import attach_metadata, export_batched
 from facetrack.training.eye_data import EyeSet, augment, plain
 
 log = logging.getLogger("facetrack.training")
@@ -198,10 +197,7 @@ def export_onnx(model, path: Path, metadata: dict | None = None) -> Path:
     wrapped = WithSigmoid(model).eval()
     w, h = CROP_SIZE
     dummy = torch.zeros(2, 1, h, w)
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated; the dynamo one needs onnxscript
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(wrapped, dummy, str(path), input_names=["crops"], output_names=["p_closed"],
-                          dynamic_axes={"crops": {0: "n"}, "p_closed": {0: "n"}}, opset_version=17, dynamo=False)
+    export_batched(wrapped, dummy, path, ["p_closed"])
     model.eval()  # the exporter restores the wrapper's mode, which may leave the network in training mode
     meta = {
         "engine": "eye_state",

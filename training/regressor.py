@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -30,7 +29,7 @@ from torch import Tensor, nn
 
 from facetrack.training import losses as L
 from facetrack.training.backbones import resnet50
-from facetrack.training.export import attach_metadata
+from facetrack.training.export import attach_metadata, export_batched
 from facetrack.training.face_features import load_face_features, perceptual_term
 from facetrack.training.part_masks import part_landmarks_478, part_masks_478
 from facetrack.training.recipe import Recipe
@@ -626,11 +625,7 @@ def export_onnx(model: Regressor, path: Path, metadata: dict | None = None) -> P
     model.eval()
     names = list(model.sizes)
     s = model.input_size
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated; the dynamo one needs onnxscript
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, torch.zeros(2, 3, s, s), str(path), input_names=["crops"], output_names=names,
-                          dynamic_axes={"crops": {0: "n"}, **{n: {0: "n"} for n in names}}, opset_version=17,
-                          dynamo=False)
+    export_batched(model, torch.zeros(2, 3, s, s), path, names)
     meta = {
         "engine": "regress",
         "version": ENGINE_VERSION,
