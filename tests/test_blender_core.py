@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import sys
@@ -11,23 +12,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters" / "blender"))
+from facetrack.adapters.codec import encode_message
+from facetrack.adapters.file_sinks import open_file_sink
+from facetrack.tracker import schema
 
-from facetrack_blender.core import (  # noqa: E402
-    ARKIT_BLENDSHAPES,
-    TakeError,
-    blender_rotation,
-    canonical_name,
-    decode_payload,
-    frame_numbers,
-    match_shape_keys,
-    read_take,
-    sample_from_frame,
-)
 
-from facetrack.adapters.codec import encode_message  # noqa: E402
-from facetrack.adapters.file_sinks import open_file_sink  # noqa: E402
-from facetrack.tracker import schema  # noqa: E402
+def _load_core():
+    """The add-on's core module alone: its package __init__ imports bpy, which only Blender (or the
+    [blender] extra) has, and this logic is meant to be testable without it."""
+    path = Path(__file__).resolve().parents[1] / "adapters" / "blender" / "facetrack_blender" / "core.py"
+    spec = importlib.util.spec_from_file_location("facetrack_blender_core", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_core = _load_core()
+ARKIT_BLENDSHAPES = _core.ARKIT_BLENDSHAPES
+TakeError = _core.TakeError
+blender_rotation = _core.blender_rotation
+canonical_name = _core.canonical_name
+decode_payload = _core.decode_payload
+frame_numbers = _core.frame_numbers
+match_shape_keys = _core.match_shape_keys
+read_take = _core.read_take
+sample_from_frame = _core.sample_from_frame
 from facetrack.tracker.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata  # noqa: E402
 
 ICT_NAMES = [

@@ -201,7 +201,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
     except FacetrackError as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(EXIT_USAGE)
-    err.print(progress.summary(outputs, endpoint))
+    err.print(progress.summary(outputs, endpoint, render))
 
 
 def _udp_sinks(vmc: str | None, livelink: str | None) -> list:
@@ -396,11 +396,13 @@ def keys_init(folder: Path, clients: tuple[str, ...]) -> None:
 def _mount_subcommands() -> None:
     from facetrack.engines.cli import engines_group
     from facetrack.tracker.batch import batch_command
+    from facetrack.tracker.demo_cli import demo_command
     from facetrack.tracker.facemodel.cli import models_group
     from facetrack.tracker.viz_cli import doctor_command, plot_command, preview_command, render_command
     from facetrack.training.cli import train_group
 
     app.add_command(batch_command, name="batch")
+    app.add_command(demo_command)
     app.add_command(engines_group)
     app.add_command(models_group)
     app.add_command(train_group)

@@ -1,12 +1,15 @@
-"""Terminal progress for `facetrack run`: a bar with fps and ETA for files, a counter for live sources."""
+"""Terminal progress for `facetrack run`: a bar with fps and ETA for files, a counter for live sources,
+and the one-screen summary printed when the run ends."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from facetrack.tracker.pipeline import Tracker
 from facetrack.tracker.schema import FrameResult
@@ -26,6 +29,8 @@ class RunProgress:
         self._started = 0.0
         self.frames = 0
         self.frames_with_face = 0
+        self.tracks: set[int] = set()
+        self.events: Counter[str] = Counter()
 
     def __enter__(self) -> RunProgress:
         self._progress.__enter__()
@@ -43,6 +48,8 @@ class RunProgress:
     def on_result(self, result: FrameResult) -> None:
         self.frames += 1
         self.frames_with_face += bool(result.faces)
+        self.tracks.update(face.track_id for face in result.faces)
+        self.events.update(event.kind for event in result.eye_events or ())
         if self._task is None:
             self._task = self._progress.add_task("tracking", total=self._expected_frames(), fps=0.0, extra="")
         if self.frames % 10 == 0:
@@ -57,10 +64,33 @@ class RunProgress:
             return round(info.duration * info.fps)
         return info.frames
 
-    def summary(self, outputs: tuple[Path, ...], endpoint: str | None) -> str:
-        parts = [f"Tracked {self.frames} frames ({self.frames_with_face} with a face) at {self.fps:.1f} fps"]
-        if outputs:
-            parts.append("wrote " + ", ".join(str(p) for p in outputs))
+    def summary(self, outputs: tuple[Path, ...], endpoint: str | None, render: Path | None = None) -> Table:
+        """What the run did, on one screen: frames, faces, speed, blinks, and where the results are."""
+        table = Table(show_header=False, box=None, padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("frames", f"{self.frames} ({self.frames_with_face} with a face)")
+        table.add_row("faces", _count(len(self.tracks), "track"))
+        table.add_row("speed", f"{self.fps:.1f} fps")
+        table.add_row("eyes", f"{_count(self.events['blink'], 'blink')}, "
+                              f"{_count(self.events['wink_left'], 'left wink')}, "
+                              f"{_count(self.events['wink_right'], 'right wink')}")
+        for path in outputs:
+            table.add_row("results", _describe(path))
+        if render is not None:
+            table.add_row("overlay", _describe(render))
         if endpoint:
-            parts.append(f"published to {endpoint}")
-        return "; ".join(parts) + "."
+            table.add_row("published", endpoint)
+        return table
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _describe(path: Path) -> str:
+    """A path with its size, or a note that it was not written."""
+    if not path.exists():
+        return f"{path} (not written)"
+    size = path.stat().st_size
+    return f"{path} ({size / 1e6:.1f} MB)" if size >= 1e5 else f"{path} ({size / 1e3:.1f} kB)"
