@@ -1,7 +1,8 @@
 """File sinks (.jsonl, .csv, .parquet, .npz) and `read_results` to load them back.
 
 Every sink writes `<name>.partial` and renames it to `<name>` on close(), so an
-incomplete file is never mistaken for a complete one. JSON lines and CSV are flushed
+incomplete file is never mistaken for a complete one; `discard()` (a run that ended before
+its first frame) removes the `.partial` and leaves an earlier `<name>` as it was. JSON lines and CSV are flushed
 every frame (a crash loses at most the line being written); Parquet is written in row
 groups of `PARQUET_ROW_GROUP` rows; NPZ cannot append, so it is written at close.
 
@@ -133,6 +134,17 @@ class _FileSink(ABC):
             os.replace(self.partial_path, self.path)
         except (OSError, pa.ArrowException) as exc:
             self._fail(exc)
+
+    def discard(self) -> None:
+        """End without a result (a run that stopped before its first frame): the `.partial` is removed and
+        an earlier file under the final name is left as it was; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._failed:
+            self._release()
+        with suppress(OSError):
+            self.partial_path.unlink()
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = True

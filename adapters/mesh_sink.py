@@ -49,6 +49,10 @@ class MeshNpzSink:
             pts = np.nan if result.pts is None else result.pts
             self._rows.append((result.frame_index, face.track_id, pts, vertices))
 
+    def discard(self) -> None:
+        """A run that ended before its first frame: write nothing."""
+        self._rows, self._metadata = [], None
+
     def close(self) -> None:
         if self._metadata is None:
             return
@@ -90,10 +94,24 @@ class MeshSequenceSink:
         self.folder = folder
         self.mesh_format = mesh_format
         self.files_written = 0
+        self._pending: str | None = None
 
     def start(self, metadata: StreamMetadata) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "stream.json").write_text(json.dumps(metadata.model_dump(mode="json", by_alias=True), indent=2))
+        """Keep the metadata; stream.json is written with the first mesh file (or at the close of a complete
+        run), so a run refused before its first frame leaves nothing behind."""
+        self._pending = json.dumps(metadata.model_dump(mode="json", by_alias=True), indent=2)
+        if self.files_written:
+            self._write_stream_json()
+
+    def _write_stream_json(self) -> None:
+        if self._pending is None:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / "stream.json").write_text(self._pending)
+        except OSError as exc:
+            raise SinkError(f"cannot write the mesh folder {self.folder}: {exc.strerror or exc}") from None
+        self._pending = None
 
     def write(self, result: FrameResult) -> None:
         o3d = self._o3d
@@ -101,6 +119,7 @@ class MeshSequenceSink:
             if face.mesh is None:
                 raise SinkError("mesh output needs the tracker to evaluate meshes (TrackerConfig.mesh=True, a model)")
             vertices, triangles = face.mesh
+            self._write_stream_json()
             mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices.astype(np.float64)),
                                              o3d.utility.Vector3iVector(triangles.astype(np.int32)))
             path = self.folder / f"frame_{result.frame_index:06d}_face{face.track_id}.{self.mesh_format}"
@@ -109,7 +128,12 @@ class MeshSequenceSink:
             self.files_written += 1
 
     def close(self) -> None:
-        """Every file is complete when written: nothing to flush."""
+        """Every mesh file is complete when written; a complete run without faces still gets its stream.json."""
+        self._write_stream_json()
+
+    def discard(self) -> None:
+        """A run that ended before its first frame: nothing was written, nothing will be."""
+        self._pending = None
 
 
 def open_mesh_sink(path: Path, mesh_format: str = "ply") -> MeshNpzSink | MeshSequenceSink:

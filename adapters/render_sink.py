@@ -84,10 +84,12 @@ class OverlayWriter:
         self._container.close()
         os.replace(self._partial, self.path)
 
-    def abort(self) -> None:
-        """Close without a result: the `.partial` file stays, as a run cut short leaves one."""
+    def abort(self, remove: bool = False) -> None:
+        """Close without a result: the `.partial` file stays, as a run cut short leaves one (unless `remove`)."""
         with suppress(av.error.FFmpegError, OSError):
             self._container.close()
+        if remove:
+            self._partial.unlink(missing_ok=True)
 
 
 def _even(image: np.ndarray) -> np.ndarray:
@@ -228,4 +230,10 @@ class RenderSink:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
+
+    def discard(self) -> None:
+        """A run that ended before its first frame: the `.partial` goes, an earlier video stays as it was."""
+        if self._writer is not None:
+            self._writer.abort(remove=True)
             self._writer = None

@@ -30,7 +30,7 @@ def build(backend: str, fp16: bool, max_batch: int, force: bool) -> None:
     from facetrack.engines.backends import select_backend
     from facetrack.engines.builds import build_all
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         choice = select_backend(backend)
         err.print(f"backend: {choice.name} ({choice.reason})")

@@ -556,7 +556,7 @@ def batch_command(
     when every clip is ok, 1 when any failed or is partial, 2 for unusable arguments,
     130 when interrupted (continue with --resume).
     """
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if ray_address is not None and ":" not in ray_address and ray_address != "auto" and Path(ray_address).exists():
         raise click.UsageError(
             f"--ray took {ray_address!r}, an input path, as its address: write --ray=auto or put --ray after the inputs"

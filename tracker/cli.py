@@ -10,13 +10,14 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 
-from facetrack.tracker.errors import FacetrackError, SourceDecodeError, SourceLostError
+from facetrack.tracker.errors import FacetrackError, SinkError, SourceDecodeError, SourceLostError
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 EXIT_SOURCE_FAILED = 1
@@ -25,7 +26,7 @@ EXIT_INTERRUPTED = 130
 ENGINES = ("mediapipe", "litert", "onnx", "regress")
 """--engine: the landmark engines, and `regress` (mediapipe's landmarks + the regress engine's coefficients)."""
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -137,17 +138,17 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str, realtime: bool, loop: bool,
         focal_px: float | None, render: Path | None, preview: bool, preview_port: int, quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
-    from facetrack.adapters.file_sinks import open_file_sink
-    from facetrack.adapters.mesh_sink import open_mesh_sink
-    from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.eye_stage import EyeOptions
     from facetrack.tracker.filters import FilterConfig
     from facetrack.tracker.pipeline import Tracker
     from facetrack.tracker.progress import RunProgress
+    from facetrack.tracker.sinks import end_sinks
     from facetrack.tracker.sources import SourceConfig, open_source
     from facetrack.tracker.viz_cli import overlay_sinks
 
+    if not source.strip():
+        raise click.UsageError("SOURCE is empty: give a video file, webcam:N, a URL, an image, folder or glob")
     try:
         config = TrackerConfig(
             max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
@@ -164,44 +165,103 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         err.print("[yellow]No --out, --publish, --vmc, --livelink, --render or --preview given: "
                   "results are discarded (see --help).")
     try:
-        tracker = Tracker(config)  # loads the regress engine: a bad one fails before any output exists
+        _check_outputs(outputs, mesh_path, render)
+        # the face model and the engines load here: a bad one fails before any output exists
+        tracker = Tracker(config)
     except FacetrackError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        sys.exit(EXIT_USAGE)
+        _fail(exc, EXIT_USAGE)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     progress = RunProgress(err, tracker, enabled=not quiet and err.is_terminal)
-    sinks = []
     try:
         frames = open_source(source, config.source)  # before any output exists: a bad source leaves none
+        sinks: list = []
         try:
-            for path in outputs:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                sinks.append(open_file_sink(path))
-            if mesh_path is not None:
-                sinks.append(open_mesh_sink(mesh_path, mesh_format))
-            if endpoint is not None:
-                sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
-                                                          wait_subscribers=wait_subscribers)))
-            sinks.extend(_udp_sinks(vmc, livelink))
+            # endpoints and ports first (they create no file), then the files: a refusal opens none
+            sinks += _network_sinks(endpoint, wire, curve_keys, wait_subscribers, vmc, livelink)
             frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
-            sinks.extend(drawing)
+            sinks += drawing
+            sinks += _file_sinks(outputs, mesh_path, mesh_format)
         except BaseException:
             frames.close()
-            for sink in sinks:
-                sink.close()
+            end_sinks(sinks, keep=False)
             raise
         with progress:
             tracker.run(frames, sinks, on_result=progress.on_result)
     except KeyboardInterrupt:
-        err.print(f"[yellow]Interrupted after {progress.frames} frames; outputs flushed and closed.")
+        err.print(f"[yellow]Interrupted after {progress.frames} frames; "
+                  + ("outputs flushed and closed." if progress.frames else "no output written."))
         sys.exit(EXIT_INTERRUPTED)
     except (SourceDecodeError, SourceLostError) as exc:
         err.print(f"[red]error:[/] {exc}\n{progress.frames} frames before the error were written.")
         sys.exit(EXIT_SOURCE_FAILED)
     except FacetrackError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        sys.exit(EXIT_USAGE)
+        _fail(exc, EXIT_USAGE if progress.frames == 0 else EXIT_SOURCE_FAILED)
     err.print(progress.summary(outputs, endpoint, render))
+
+
+def _fail(exc: BaseException, code: int) -> NoReturn:
+    """One line on stderr (never wrapped, so it can be grepped and copied), then exit."""
+    err.print(f"[red]error:[/] {exc}", highlight=False)
+    sys.exit(code)
+
+
+def _check_outputs(outputs: tuple[Path, ...], mesh_path: Path | None, render: Path | None) -> None:
+    """Every output a run would write, checked before any is opened (SinkError names the option and path)."""
+    from facetrack.adapters.file_sinks import SUPPORTED_EXTENSIONS
+    from facetrack.adapters.render_sink import CONTAINER_FORMATS
+    from facetrack.tracker.output_paths import check_distinct, check_output_file, check_output_folder
+
+    for path in outputs:
+        check_output_file(path, "--out", SUPPORTED_EXTENSIONS)
+    if mesh_path is not None:
+        if mesh_path.suffix.lower() == ".npz":
+            check_output_file(mesh_path, "--mesh", (".npz",))
+        else:
+            check_output_folder(mesh_path, "--mesh")
+    if render is not None:
+        check_output_file(render, "--render", tuple(CONTAINER_FORMATS))
+    check_distinct([*outputs, *(p for p in (mesh_path, render) if p is not None)])
+
+
+def _network_sinks(endpoint: str | None, wire: str, curve_keys: Path | None, wait_subscribers: int,
+                   vmc: str | None, livelink: str | None) -> list:
+    """The ZeroMQ publisher (bound here: a busy port fails now) and the VMC / Live Link senders."""
+    from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
+
+    sinks = _udp_sinks(vmc, livelink)
+    if endpoint is not None:
+        try:
+            sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
+                                                      wait_subscribers=wait_subscribers)))
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
+    return sinks
+
+
+def _file_sinks(outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str) -> list:
+    """The result files and the mesh output, opened last (as `.partial`)."""
+    from facetrack.adapters.file_sinks import open_file_sink
+    from facetrack.adapters.mesh_sink import open_mesh_sink
+    from facetrack.tracker.sinks import end_sinks
+
+    sinks: list = []
+    try:
+        if mesh_path is not None:
+            sinks.append(open_mesh_sink(mesh_path, mesh_format))
+            if mesh_path.suffix.lower() == ".npz":
+                mesh_path.parent.mkdir(parents=True, exist_ok=True)
+        for path in outputs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sinks.append(open_file_sink(path))
+    except OSError as exc:  # checked before: only a race with another program gets here
+        end_sinks(sinks, keep=False)
+        raise SinkError(f"cannot create {exc.filename}: {exc.strerror}") from None
+    except BaseException:
+        end_sinks(sinks, keep=False)
+        raise
+    return sinks
 
 
 def _udp_sinks(vmc: str | None, livelink: str | None) -> list:

@@ -30,7 +30,7 @@ from facetrack.tracker.geometry import landmark_box
 from facetrack.tracker.pose import estimate_head_pose
 from facetrack.tracker.regress_stage import RegressStage
 from facetrack.tracker.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
-from facetrack.tracker.sinks import Sink
+from facetrack.tracker.sinks import Sink, end_sinks
 from facetrack.tracker.sources import Frame, FrameSource, open_source
 from facetrack.tracker.timing import StageClock, StageTimings
 from facetrack.tracker.tracks import Track, TrackAssigner
@@ -58,13 +58,14 @@ class Tracker:
         self.timings = StageTimings()
         self.metadata: StreamMetadata | None = None
         self._source: FrameSource | None = None
-        self._fit: FitStage | None = None
         # stateless and the slow part to load: loaded once here, so a bad engine fails before any output exists
         self._regress: RegressStage | None = (
             RegressStage(self.config.regressor, self.config.backend, self.config.max_faces, self.config.focal_px)
             if self.config.coefficients == "regress" else None
         )
-        self._eyes: EyeStage | None = None
+        # the face model and the eye engine are loaded here too, for the same reason; each stream gets fresh ones
+        self._fit, self._eyes = self._new_stages()
+        self._stages_used = False
         self._dynamics: LipLidDynamics | None = None
         self._filter: FaceFilter | None = None
         self._fps: float | None = None
@@ -79,12 +80,10 @@ class Tracker:
     def _open(self, source: SourceLike) -> FrameSource:
         frames = source if isinstance(source, FrameSource) else open_source(source, self.config.source)
         self._source = frames
-        self._fit = (
-            FitStage(self.config.model, self.config.focal_px, mesh=self.config.mesh)
-            if self.config.model and self._regress is None else None
-        )
+        if self._stages_used:  # per-track state (identity, blinks) belongs to one stream
+            self._fit, self._eyes = self._new_stages()
+        self._stages_used = True
         eyes = self.config.eyes
-        self._eyes = EyeStage(eyes, self.config.backend) if eyes.enabled else None
         self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None
         still_images = frames.info.fps is None and not frames.live
         # a folder of photos is not a motion: nothing to smooth across them
@@ -94,6 +93,15 @@ class Tracker:
         stage = self._fit or self._regress
         self.metadata = stage.describe(metadata) if stage is not None else metadata
         return frames
+
+    def _new_stages(self) -> tuple[FitStage | None, EyeStage | None]:
+        """The model fit (unless the regress engine stands in for it) and the eye stage, as configured."""
+        fit = (
+            FitStage(self.config.model, self.config.focal_px, mesh=self.config.mesh)
+            if self.config.model and self._regress is None else None
+        )
+        eyes = EyeStage(self.config.eyes, self.config.backend) if self.config.eyes.enabled else None
+        return fit, eyes
 
     def _results(self, frames: FrameSource) -> Iterator[FrameResult]:
         still_images = frames.info.fps is None and not frames.live
@@ -261,11 +269,13 @@ class Tracker:
     ) -> int:
         """Track `source` into `sinks`; returns the number of frames processed.
 
-        Sinks are closed (files flushed and renamed, sockets closed) however the run ends:
-        normally, on a source error, or on KeyboardInterrupt.
+        Sinks are closed (files flushed and renamed, sockets closed) when the run completes or ends
+        (source error, KeyboardInterrupt) after at least one frame; a run that ends before its first
+        frame discards what it began (`DiscardableSink`), so a refusal never replaces an earlier file.
         """
         sinks = list(sinks)
         count = 0
+        completed = False
         try:
             results = self._results(self._open(source))
             for sink in sinks:
@@ -278,13 +288,10 @@ class Tracker:
                 count += 1
                 if on_result is not None:
                     on_result(result)
+            completed = True
         finally:
             self.close()
-            for sink in sinks:
-                try:
-                    sink.close()
-                except Exception:
-                    log.exception("closing %s failed", type(sink).__name__)
+            end_sinks(sinks, keep=completed or count > 0)
         return count
 
     def close(self) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 from facetrack.tracker.schema import FrameResult, StreamMetadata
+
+log = logging.getLogger("facetrack.sinks")
 
 
 @runtime_checkable
@@ -19,3 +23,24 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush and release everything; safe to call after an error."""
+
+
+@runtime_checkable
+class DiscardableSink(Sink, Protocol):
+    """A sink that writes files: it can end without giving anything its final name."""
+
+    def discard(self) -> None:
+        """Release everything and remove what this sink began (`.partial` files); any earlier file under
+        the final name stays as it was. Called instead of `close()` when a run ends before its first frame."""
+
+
+def end_sinks(sinks: Iterable[Sink], keep: bool) -> None:
+    """Close every sink (`keep`), or discard what the file sinks began; one failing sink does not stop the rest."""
+    for sink in sinks:
+        try:
+            if not keep and isinstance(sink, DiscardableSink):
+                sink.discard()
+            else:
+                sink.close()
+        except Exception:
+            log.exception("closing %s failed", type(sink).__name__)

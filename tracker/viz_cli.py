@@ -22,7 +22,7 @@ from facetrack.tracker.sources import FrameSource
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _style(landmarks: str, no_axes: bool, no_panel: bool, focal_px: float | None) -> OverlayStyle:

@@ -17,7 +17,7 @@ console = Console()
 
 
 def _fail(exc: ModelError) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {exc}")
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")
     sys.exit(1)
 
 

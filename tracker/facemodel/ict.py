@@ -17,24 +17,27 @@ surface (see `compute_landmark_embedding`), so no third-party correspondence is 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
-import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
 
+from facetrack.tracker.facemodel.archive import check_https, download, safe_extract, scratch_folder, verify_tree
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel, arkit_map_for, vertex_embedding
 from facetrack.tracker.facemodel.registry import data_dir, install_model
 from facetrack.tracker.facemodel.render import cast, closest_on_mesh, fill_holes, project, render
 
 ICT_ID = "ict"
-ICT_URL = "https://github.com/ICT-VGL/ICT-FaceKit/archive/refs/heads/master.zip"
+ICT_COMMIT = "da5f95a607f5e6b37755b38d3385d7f2853732e5"
+"""The upstream release we install (ICT-FaceKit's master of 2020-12-01): an archive of a commit cannot change."""
+ICT_URL = f"https://github.com/ICT-VGL/ICT-FaceKit/archive/{ICT_COMMIT}.zip"
+ICT_FACEXMODEL_SHA256 = "26595cfc96f5516713db635db4d3a120f1d60170301a18f8f2627fa33ee01ec0"
+"""`tree_digest` of that commit's `FaceXModel/` (160 files): the default download is refused unless it matches.
+Check it by hand: `sha256sum` every file in FaceXModel/ (run inside it, sorted by name), then sha256 the listing."""
 ICT_LICENCE = "MIT (ICT Face Model Light, USC Institute for Creative Technologies)"
 NARROW_FACE_VERTICES = 6706
 """The release's 'Narrow face area': vertices 0..6705 of the 26,719-vertex head."""
@@ -152,32 +155,48 @@ def read_ict_release(path: str | os.PathLike[str]) -> IctData:
                    tris, lmk68, source=str(folder))
 
 
+def _facexmodel_entry(name: str) -> str | None:
+    """`<anything>/FaceXModel/<path>` -> `FaceXModel/<path>`; other entries are skipped."""
+    if "FaceXModel/" not in name:
+        return None
+    return "FaceXModel/" + name.split("FaceXModel/", 1)[1]
+
+
 def fetch_ict(url: str = ICT_URL, cache: Path | None = None) -> Path:
-    """Download and unpack the upstream archive into the user cache; returns FaceXModel/."""
+    """Download and unpack the upstream archive into the user cache; returns FaceXModel/.
+
+    https only; the archive is unpacked into a scratch folder (every entry kept inside it), the default
+    release is checked against `ICT_FACEXMODEL_SHA256`, and only then moved into the cache: a failed
+    download or a refused archive leaves nothing behind.
+    """
+    check_https(url)
     cache = cache or data_dir() / "cache" / "ict"
-    cache.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(ModelError):  # already downloaded and unpacked
+    with contextlib.suppress(ModelError):  # already downloaded, checked and unpacked
         return _release_folder(cache)
+    scratch = scratch_folder(cache.parent, ".ict-download-")
     try:
-        with urllib.request.urlopen(url, timeout=60) as r:  # noqa: S310 - user-chosen URL
-            blob = r.read()
-    except OSError as exc:
-        raise ModelError(f"cannot download the ICT model from {url} ({exc}); download ICT-FaceKit yourself "
-                         "and run `facetrack models install ict --from PATH`") from exc
-    with zipfile.ZipFile(io.BytesIO(blob)) as z:
-        for m in z.infolist():
-            if "FaceXModel/" in m.filename and not m.is_dir():
-                dest = cache / "FaceXModel" / Path(m.filename.split("FaceXModel/", 1)[1])
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(m) as src, open(dest, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+        archive = download(url, scratch / "ict.zip")
+        safe_extract(archive, scratch / "unpacked", _facexmodel_entry)
+        folder = scratch / "unpacked" / "FaceXModel"
+        if url == ICT_URL:
+            verify_tree(folder, ICT_FACEXMODEL_SHA256, url)
+        _release_folder(folder)
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(cache / "FaceXModel", ignore_errors=True)
+        os.replace(folder, cache / "FaceXModel")
+    except ModelError as exc:
+        raise ModelError(f"{exc}; or download ICT-FaceKit yourself and run "
+                         "`facetrack models install ict --from PATH`") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return _release_folder(cache)
 
 
 def read_ict(source: str | os.PathLike[str] | None = None) -> IctData:
-    """Read ICT from a URL (default: upstream), a release folder or zip, or a converted npz."""
+    """Read ICT from an https URL (default: the pinned upstream release), a release folder or zip, or a
+    converted npz. A zip is unpacked into a scratch folder that is removed afterwards, whatever happens."""
     s = str(source) if source is not None else ICT_URL
-    if s.startswith(("http://", "https://")):
+    if "://" in s:
         return read_ict_release(fetch_ict(s))
     p = Path(s).expanduser()
     if not p.exists():
@@ -185,10 +204,12 @@ def read_ict(source: str | os.PathLike[str] | None = None) -> IctData:
     if p.suffix == ".npz":
         return read_ict_npz(p)
     if p.suffix == ".zip":
-        dest = data_dir() / "cache" / "ict-zip"
-        with zipfile.ZipFile(p) as z:
-            z.extractall(dest)
-        return read_ict_release(dest)
+        scratch = scratch_folder(data_dir() / "cache", ".ict-zip-")
+        try:
+            safe_extract(p, scratch)
+            return read_ict_release(scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return read_ict_release(p)
 
 

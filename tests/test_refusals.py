@@ -1,0 +1,131 @@
+"""A refused run loses nothing: every case of issue 25 through the real CLI, with the earlier file's sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrack.adapters.file_sinks import open_file_sink
+from facetrack.tracker.config import TrackerConfig
+from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.pipeline import Tracker
+
+CLI = [sys.executable, "-m", "facetrack.tracker.cli"]
+
+
+def facetrack(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (names relative to it) with its sha256."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*")) if path.is_file()
+    }
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path, blank_clip: Path) -> Path:
+    """A folder with an earlier results file (1 MB of bytes no tracker writes), a plain file and a clip."""
+    rng = np.random.default_rng(25)
+    (tmp_path / "take.jsonl").write_bytes(rng.integers(0, 256, 1 << 20, dtype=np.uint8).tobytes())
+    (tmp_path / "take.jsonl.partial").write_bytes(b"an interrupted run's partial file\n")
+    (tmp_path / "notes.txt").write_text("a plain file, not a folder\n")
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07not a network")
+    (tmp_path / "bad.json").write_text('{"sha256": "' + hashlib.sha256(b"\x08\x07not a network").hexdigest() + '"}')
+    os.replace(blank_clip, tmp_path / "clip.mp4")
+    return tmp_path
+
+
+def _busy_port() -> socket.socket:
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
+    return held
+
+
+REFUSALS = [
+    (["--model", "nosuchmodel"], "nosuchmodel"),
+    (["--vmc", "nosuchhost.invalid:39539"], "nosuchhost.invalid"),
+    (["--livelink", "nosuchhost.invalid"], "nosuchhost.invalid"),
+    (["--vmc", "127.0.0.1:notaport"], "notaport"),
+    (["--eye-engine", "bad.onnx"], "bad.onnx"),
+    (["--engine", "regress", "--regressor", "bad.onnx"], "bad.onnx"),
+    (["--out", "notes.txt/second.csv"], "notes.txt is a file, not a folder"),
+    (["--out", "second.txt"], "unknown extension '.txt'"),
+    (["--out", "."], "is a directory"),
+    (["--out", "take.jsonl"], "more than one output"),
+    (["--render", "notes.txt/overlay.mp4"], "notes.txt is a file, not a folder"),
+    (["--render", "overlay.avi"], ".mp4"),
+    (["--mesh", "notes.txt/mesh.npz"], "notes.txt is a file, not a folder"),
+    (["--mesh", "notes.txt"], "is a file, not a folder"),
+    (["--model", "none", "--mesh", "mesh.npz"], "--mesh needs a face model"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), REFUSALS, ids=[" ".join(a) for a, _ in REFUSALS])
+def test_a_refused_run_leaves_every_file_as_it_was(workdir: Path, extra: list[str], message: str) -> None:
+    before = _snapshot(workdir)
+    done = facetrack("run", "clip.mp4", "--quiet", "--out", "take.jsonl", "--out", "new.parquet",
+                     "--out", "new.csv", *extra, cwd=workdir)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert _snapshot(workdir) == before
+
+
+def test_a_busy_publish_port_is_refused_before_any_file(workdir: Path) -> None:
+    before = _snapshot(workdir)
+    with _busy_port() as held:
+        port = held.getsockname()[1]
+        done = facetrack("run", "clip.mp4", "--out", "take.jsonl", "--out", "new.npz",
+                         "--publish", f"tcp://127.0.0.1:{port}", cwd=workdir)
+    assert done.returncode == 2, done.stderr
+    assert "already in use" in done.stderr and "Traceback" not in done.stderr
+    assert _snapshot(workdir) == before
+
+
+def test_an_empty_source_is_a_usage_error(workdir: Path) -> None:
+    before = _snapshot(workdir)
+    done = facetrack("run", "", "--out", "take.jsonl", cwd=workdir)
+    assert done.returncode == 2 and "SOURCE is empty" in done.stderr
+    assert _snapshot(workdir) == before
+
+
+def test_error_messages_are_one_line_however_long(workdir: Path) -> None:
+    deep = "d" * 150
+    done = facetrack("run", "clip.mp4", "--out", f"notes.txt/{deep}/x.jsonl", cwd=workdir)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and deep in lines[0]
+
+
+def test_missing_output_folders_are_created_when_the_run_goes_ahead(workdir: Path) -> None:
+    done = facetrack("run", "clip.mp4", "--quiet", "--model", "none", "--no-eyes", "--max-frames", "3",
+                     "--out", "results/day1/take.csv", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert len((workdir / "results" / "day1" / "take.csv").read_text().splitlines()) == 4
+
+
+def test_a_run_that_fails_before_its_first_frame_discards_its_partial_files(workdir: Path) -> None:
+    """The second line of defence: a failure after the sinks opened (here: the landmark engine) renames nothing."""
+
+    def broken_engine(_config: TrackerConfig, _still: bool) -> None:
+        raise FacetrackError("the landmark engine cannot start")
+
+    before = _snapshot(workdir)
+    sinks = [open_file_sink(workdir / "take.jsonl"), open_file_sink(workdir / "fresh.parquet")]
+    tracker = Tracker(TrackerConfig(model=None), engine_factory=broken_engine)
+    with pytest.raises(FacetrackError, match="cannot start"):
+        tracker.run(str(workdir / "clip.mp4"), sinks)
+    after = _snapshot(workdir)
+    # the earlier take.jsonl is untouched; the run's own .partial files are gone (the earlier one was reused)
+    assert after == {name: digest for name, digest in before.items() if not name.endswith(".partial")}
