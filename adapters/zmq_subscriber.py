@@ -78,15 +78,18 @@ class Subscriber:
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self._socket.setsockopt(zmq.LINGER, 0)
-        if curve is not None:
-            secure_client(self._socket, curve)
-        for prefix in (topics,) if isinstance(topics, (str, bytes)) else topics:
-            self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode() if isinstance(prefix, str) else prefix)
         try:
+            if curve is not None:
+                secure_client(self._socket, curve)
+            for prefix in (topics,) if isinstance(topics, (str, bytes)) else topics:
+                self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode() if isinstance(prefix, str) else prefix)
             self._socket.connect(endpoint)
         except zmq.ZMQError as exc:
             self._socket.close()
             raise ValueError(f"cannot connect to {endpoint!r}: {exc.strerror}") from None
+        except BaseException:
+            self._socket.close()
+            raise
 
     @property
     def latest_metadata(self) -> StreamMetadata | None:
