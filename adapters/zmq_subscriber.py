@@ -26,7 +26,7 @@ import zmq
 
 from facetrack.adapters.codec import MAX_MESSAGE_BYTES, Encoding, Message, decode_message, detect_encoding
 from facetrack.adapters.curve import CurveClientKeys, secure_client
-from facetrack.adapters.zmq_publisher import FRAME_TOPIC, META_TOPIC, topic
+from facetrack.adapters.zmq_publisher import FRAME_TOPIC, META_TOPIC, is_ipv6, topic
 from facetrack.tracker.errors import ProtocolError
 from facetrack.tracker.schema import FrameResult, StreamMetadata
 
@@ -78,6 +78,7 @@ class Subscriber:
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.IPV6, int(is_ipv6(endpoint)))
         try:
             if curve is not None:
                 secure_client(self._socket, curve)
