@@ -49,6 +49,13 @@ def select_face(result: FrameResult, track_id: int | None) -> FaceResult | None:
     return next((face for face in result.faces if face.track_id == track_id), None)
 
 
+def _local_address(family: socket.AddressFamily, address: tuple) -> str:
+    """The local address the routing table picks for `address` (a UDP connect sends nothing)."""
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect(address)
+        return probe.getsockname()[0]
+
+
 class UdpSender:
     """A non-blocking UDP socket: send errors are counted and logged (at most every 5 s), never raised."""
 
@@ -60,6 +67,11 @@ class UdpSender:
             self._socket = socket.socket(family, kind, proto)
         except OSError as exc:
             raise SinkError(f"cannot send {what} to {self.target}: {exc}") from None
+        try:  # send from the interface that reaches the target (loopback for a loopback target), not from all
+            self._socket.bind((_local_address(family, self._address), 0))
+        except OSError as exc:
+            self._socket.close()
+            raise SinkError(f"cannot send {what} to {self.target}: no interface reaches it ({exc})") from None
         self._socket.setblocking(False)
         self._warned_at = -math.inf
         self.sent = 0

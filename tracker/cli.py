@@ -124,6 +124,10 @@ def app(verbose: int) -> None:
 @click.option("--stream-id", default="main", show_default=True, help="Names the stream in topics and results.")
 @click.option("--realtime", is_flag=True, help="Pace a file at its frame rate and treat it as live.")
 @click.option("--loop", is_flag=True, help="Replay a file forever (stop with Ctrl-C).")
+@click.option("--rotate", type=click.Choice(["0", "90", "180", "270"]), default=None,
+              help="Turn every picture this many degrees clockwise, instead of what the file's display matrix says "
+                   "(phones' portrait clips carry one; 0 tracks the pictures as coded).")
+@click.option("--recursive", is_flag=True, help="A folder SOURCE also takes the images in its subfolders.")
 @click.option("--focal-px", type=float, default=None, help="Camera focal length in pixels (default: image width).")
 @click.option("--render", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the overlay video (mesh, head axes, eye state, blendshape bars) to FILE (.mp4, .mov).")
@@ -136,7 +140,8 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         wire: str, vmc: str | None, livelink: str | None, curve_keys: Path | None, wait_subscribers: int,
         landmark_engine: str, regressor: Path | None, backend: str, max_faces: int, model: str, max_frames: int | None,
         no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str, realtime: bool, loop: bool,
-        focal_px: float | None, render: Path | None, preview: bool, preview_port: int, quiet: bool) -> None:
+        rotate: str | None, recursive: bool, focal_px: float | None, render: Path | None, preview: bool,
+        preview_port: int, quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.eye_stage import EyeOptions
@@ -153,7 +158,8 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         config = TrackerConfig(
             max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
             backend=backend, model=None if model == "none" else model,
-            source=SourceConfig(realtime=realtime, loop=loop),
+            source=SourceConfig(realtime=realtime, loop=loop, recursive=recursive,
+                                rotate=None if rotate is None else int(rotate)),
             eyes=EyeOptions(enabled=not no_eyes, engine=eye_engine), filter=FilterConfig(enabled=not no_filter),
             mesh=mesh_path is not None, **_engine_fields(landmark_engine, regressor),
         )
@@ -192,7 +198,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
                   + ("outputs flushed and closed." if progress.frames else "no output written."))
         sys.exit(EXIT_INTERRUPTED)
     except (SourceDecodeError, SourceLostError) as exc:
-        err.print(f"[red]error:[/] {exc}\n{progress.frames} frames before the error were written.")
+        err.print(f"[red]error:[/] {exc}\n{progress.frames} frames were tracked and written.")
         sys.exit(EXIT_SOURCE_FAILED)
     except FacetrackError as exc:
         _fail(exc, EXIT_USAGE if progress.frames == 0 else EXIT_SOURCE_FAILED)
@@ -321,20 +327,31 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
               timeout: float | None, curve_key: Path | None, server_key: Path | None) -> None:
     """Receive a facetrack stream from ENDPOINT and print or save it."""
     from facetrack.adapters.curve import CurveClientKeys
-    from facetrack.adapters.file_sinks import open_file_sink
+    from facetrack.adapters.file_sinks import SUPPORTED_EXTENSIONS, open_file_sink
     from facetrack.adapters.zmq_subscriber import Subscriber
+    from facetrack.tracker.output_paths import check_output_file
     from facetrack.tracker.schema import FrameResult, StreamMetadata
+    from facetrack.tracker.sinks import end_sinks
 
     if (curve_key is None) != (server_key is None):
         raise click.UsageError("--curve-key and --server-key go together")
     curve = CurveClientKeys(curve_key, server_key) if curve_key is not None else None
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     topics = ("frame", "meta") if stream_id is None else (f"frame.{stream_id}", f"meta.{stream_id}")
-    sink = open_file_sink(out) if out is not None else None
+    sink = None
     received = 0
     started = False
     try:
-        with Subscriber(endpoint, topics=topics, curve=curve) as subscriber:
+        if out is not None:
+            check_output_file(out, "--out", SUPPORTED_EXTENSIONS)
+        subscriber = Subscriber(endpoint, topics=topics, curve=curve)  # keys and endpoint checked before --out opens
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            sink = open_file_sink(out)
+    except (FacetrackError, ValueError) as exc:
+        _fail(exc, EXIT_USAGE)
+    try:
+        with subscriber:
             while count is None or received < count:
                 message = subscriber.recv(timeout=timeout)
                 if message is None:
@@ -359,9 +376,11 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
                 received += 1
     except KeyboardInterrupt:
         err.print("[yellow]Interrupted.")
+    except FacetrackError as exc:
+        _fail(exc, EXIT_SOURCE_FAILED)
     finally:
         if sink is not None:
-            sink.close()
+            end_sinks([sink], keep=received > 0)  # nothing received: an earlier file keeps its name
     err.print(f"{received} frames received")
 
 

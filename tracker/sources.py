@@ -33,6 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from facetrack.tracker.errors import SourceDecodeError, SourceLostError, SourceOpenError
+from facetrack.tracker.orientation import display_rotation, display_size, rotate_image
 from facetrack.tracker.schema import SourceInfo
 
 logger = logging.getLogger("facetrack.sources")
@@ -89,6 +90,10 @@ class SourceConfig(BaseModel):
     input_options: dict[str, str] = Field(
         default_factory=dict, description='Passed to av.open(options=...), e.g. {"video_size": "1280x720"}.'
     )
+    rotate: Literal[0, 90, 180, 270] | None = Field(
+        default=None, description="Clockwise degrees to turn every picture by; None: a file's own display matrix."
+    )
+    recursive: bool = Field(default=False, description="A folder source also takes the images in its subfolders.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +136,14 @@ def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
-def _image_folder(uri: str, folder: Path) -> _Target:
-    images = sorted((p for p in folder.iterdir() if _is_image(p)), key=_natural_key)
+def _image_folder(uri: str, folder: Path, recursive: bool = False) -> _Target:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    images = sorted((p for p in found if _is_image(p)), key=lambda p: _natural_key(p.relative_to(folder)))
+    if not recursive:
+        nested = [d.name for d in folder.iterdir() if d.is_dir() and any(_is_image(p) for p in d.rglob("*"))]
+        if nested:
+            logger.warning("'%s': %d subfolders with images (%s) are not read; pass --recursive to track them too",
+                           folder, len(nested), ", ".join(sorted(nested)[:3]) + (" ..." if len(nested) > 3 else ""))
     if not images:
         raise SourceOpenError(
             f"Folder '{folder}' contains no images ({', '.join(IMAGE_SUFFIXES)}). Put the frames there "
@@ -198,7 +209,7 @@ def _resolve(spec: str | os.PathLike[str], config: SourceConfig) -> _Target:
         return _camera(uri, uri, config)
     path = Path(uri).expanduser()
     if path.is_dir():
-        return _image_folder(uri, path)
+        return _image_folder(uri, path, config.recursive)
     if not path.exists():
         if _GLOB_CHARS.search(uri):
             return _image_glob(uri, uri)
@@ -223,12 +234,13 @@ def _is_live(target: _Target, config: SourceConfig) -> bool:
 
 
 class _Reader(Protocol):
-    """One opened source pass: yields (rgb image, pts seconds or None) until its end."""
+    """One opened source pass: yields (rgb image, pts seconds or None) until its end; the image is None for a
+    still image that could not be decoded (skipped: its index stays unused)."""
 
     info: SourceInfo
     frame_duration: float
 
-    def frames(self) -> Iterator[tuple[np.ndarray, float | None]]: ...
+    def frames(self) -> Iterator[tuple[np.ndarray | None, float | None]]: ...
 
     def close(self) -> None: ...
 
@@ -300,7 +312,7 @@ def _declared_start(container: av.container.InputContainer, stream: av.video.str
 class _VideoReader:
     """One opened container (file, camera or stream): decodes its first video stream."""
 
-    def __init__(self, target: _Target, live: bool, timeout: float) -> None:
+    def __init__(self, target: _Target, live: bool, timeout: float, rotate: int | None = None) -> None:
         self._target = target
         self._container = _open_container(target, timeout)
         if not self._container.streams.video:
@@ -320,16 +332,24 @@ class _VideoReader:
         duration = _declared_duration(self._container, self._stream)
         self._declared_end = None if duration is None else _declared_start(self._container, self._stream) + duration
         ctx = self._stream.codec_context
+        # a phone's portrait clip is landscape pictures plus a display matrix: results are in display orientation
+        if rotate is None:
+            rotate = display_rotation(target.url, target.format, target.options) if target.kind == "file" else 0
+        self.rotation = rotate
+        width, height = display_size(ctx.width, ctx.height, rotate)
         self.info = SourceInfo(
             uri=target.uri,
             live=live,
-            width=ctx.width,
-            height=ctx.height,
+            width=width,
+            height=height,
             fps=float(rate) if rate else None,
             codec=ctx.name,
             container=self._container.format.name,
             duration=duration,
             frames=self._stream.frames or None,
+            rotation=rotate,
+            coded_width=ctx.width,
+            coded_height=ctx.height,
         )
 
     def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
@@ -380,10 +400,9 @@ class _VideoReader:
         for frame in batch:
             yield self._rgb(frame), frame.time
 
-    @staticmethod
-    def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
         # Padded rows (width 700 -> 2112-byte lines) make to_ndarray a strided view; copy only then.
-        return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+        return rotate_image(np.ascontiguousarray(frame.to_ndarray(format="rgb24")), self.rotation)
 
     def _check_complete(self, decoded: int, last_pts: float | None) -> None:
         """FFmpeg often ends a cut file silently; compare the decoded end with the declared one."""
@@ -424,7 +443,18 @@ class _VideoReader:
 def _decode_image(path: Path) -> np.ndarray:
     with av.open(str(path)) as container:
         frame = next(container.decode(video=0))
-        return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+        image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+    if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(path):
+        logger.warning("'%s' is truncated (no JPEG end marker): tracked as decoded, its lower part may be grey; "
+                       "re-copy or re-export it", path)
+    return image
+
+
+def _jpeg_complete(path: Path) -> bool:
+    """A whole JPEG ends with its EOI marker (FFD9), give or take trailing padding."""
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - 1024))
+        return b"\xff\xd9" in f.read().rstrip(b"\x00\r\n ")[-64:]
 
 
 class _ImageReader:
@@ -432,15 +462,21 @@ class _ImageReader:
 
     frame_duration = 0.0
 
-    def __init__(self, target: _Target, live: bool) -> None:
+    def __init__(self, target: _Target, live: bool, rotate: int | None = None) -> None:
         self._target = target
-        try:
-            first = _decode_image(target.images[0])
-        except (av.error.FFmpegError, StopIteration, IndexError) as exc:
+        self.rotation = rotate or 0
+        first = None
+        for path in target.images:  # the first decodable image gives the size; broken ones are skipped later
+            try:
+                first = rotate_image(_decode_image(path), self.rotation)
+                break
+            except (av.error.FFmpegError, StopIteration, IndexError, OSError) as exc:
+                error = exc
+        if first is None:
             raise SourceOpenError(
-                f"'{target.images[0]}' is not an image FFmpeg can decode ({exc or 'no picture'}); "
-                "check the file or remove it from the sequence."
-            ) from exc
+                f"'{target.images[0]}'{' and the other images' if len(target.images) > 1 else ''} cannot be decoded "
+                f"({error or 'no picture'}); check the files or remove them from the sequence."
+            ) from error
         self.info = SourceInfo(
             uri=target.uri,
             live=live,
@@ -448,28 +484,40 @@ class _ImageReader:
             height=first.shape[0],
             container="images",
             frames=len(target.images),
+            rotation=self.rotation,
+            coded_width=first.shape[1] if self.rotation % 180 == 0 else first.shape[0],
+            coded_height=first.shape[0] if self.rotation % 180 == 0 else first.shape[1],
         )
 
-    def frames(self) -> Iterator[tuple[np.ndarray, None]]:
-        """Images in order; a broken one ends the sequence (indices must stay positions)."""
+    def frames(self) -> Iterator[tuple[np.ndarray | None, None]]:
+        """Images in order; a broken one is reported, skipped (None: its index stays unused, so indices stay
+        positions) and the rest are read; at the end SourceDecodeError names the skipped ones."""
+        skipped: list[str] = []
         for position, path in enumerate(self._target.images):
             try:
-                image = _decode_image(path)
-            except (av.error.FFmpegError, StopIteration, IndexError) as exc:
-                raise SourceDecodeError(
-                    f"Image {position} of '{self._target.uri}', '{path}', cannot be decoded ({exc or 'no picture'}); "
-                    f"the {position} images before it were delivered. Fix or remove it."
-                ) from exc
+                image = rotate_image(_decode_image(path), self.rotation)
+            except (av.error.FFmpegError, StopIteration, IndexError, OSError) as exc:
+                logger.warning("image %d, '%s', cannot be decoded (%s): skipped", position, path, exc or "no picture")
+                skipped.append(str(path))
+                yield None, None
+                continue
             yield image, None
+        if skipped:
+            count = len(self._target.images)
+            raise SourceDecodeError(
+                f"{len(skipped)} of {count} images of '{self._target.uri}' could not be decoded and were skipped "
+                f"({', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}); the other {count - len(skipped)} "
+                "were tracked. Fix or remove them."
+            )
 
     def close(self) -> None:
         """Nothing stays open between images."""
 
 
-def _open_reader(target: _Target, live: bool, timeout: float = OPEN_TIMEOUT) -> _Reader:
+def _open_reader(target: _Target, live: bool, timeout: float = OPEN_TIMEOUT, rotate: int | None = None) -> _Reader:
     if target.kind == "images":
-        return _ImageReader(target, live)
-    return _VideoReader(target, live, timeout)
+        return _ImageReader(target, live, rotate)
+    return _VideoReader(target, live, timeout, rotate)
 
 
 # --------------------------------------------------------------------------- queue and thread
@@ -615,7 +663,10 @@ class _Producer:
             if not self._reconnect(reason):
                 return
 
-    def _emit(self, image: np.ndarray, pts: float | None) -> bool:
+    def _emit(self, image: np.ndarray | None, pts: float | None) -> bool:
+        if image is None:  # a still image that could not be decoded: skipped, its index stays unused
+            self._next_index += 1
+            return True
         if pts is not None:
             if self._rebase and self._last_pts is not None:
                 step = self._reader.frame_duration or MIN_PTS_STEP
@@ -688,7 +739,7 @@ class FrameSource:
         self._queue = _FrameQueue(config.queue_size, drop_oldest=live)
         self._producer = _Producer(
             reader,
-            lambda timeout: _open_reader(target, live, timeout),
+            lambda timeout: _open_reader(target, live, timeout, config.rotate),
             self._queue,
             uri=target.uri,
             loop=config.loop,
@@ -732,7 +783,7 @@ def open_source(spec: str | os.PathLike[str], config: SourceConfig | None = None
     config = config or SourceConfig()
     target = _resolve(spec, config)
     live = _is_live(target, config)
-    reader = _open_reader(target, live)
+    reader = _open_reader(target, live, rotate=config.rotate)
     info = reader.info
     logger.info("opened %s: %s, %dx%d, live=%s", target.uri, target.kind, info.width, info.height, live)
     return FrameSource(target, reader, config, live)
@@ -742,6 +793,6 @@ def probe_source(spec: str | os.PathLike[str], config: SourceConfig | None = Non
     """Container metadata without decoding (for `facetrack info`); raises SourceOpenError."""
     config = config or SourceConfig()
     target = _resolve(spec, config)
-    reader = _open_reader(target, _is_live(target, config))
+    reader = _open_reader(target, _is_live(target, config), rotate=config.rotate)
     reader.close()
     return reader.info
