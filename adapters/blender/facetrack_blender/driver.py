@@ -45,7 +45,7 @@ class FaceTarget:
 
 @dataclass
 class BoneNames:
-    """Pose bones that follow the face (empty: not driven). Rigify: head, jaw_master, master_eye.L/.R."""
+    """Pose bones that follow the face (empty: not driven). Rigify: head, jaw_master, ORG-eye.L/.R."""
 
     head: str = ""
     jaw: str = ""
