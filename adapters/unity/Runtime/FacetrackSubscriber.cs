@@ -23,7 +23,7 @@ namespace Facetrack
         public BlendshapeMapper[] mappers = new BlendshapeMapper[0];
 
         [Header("CURVE encryption (publisher started with --curve-keys KEYS)")]
-        [Tooltip("This client's KEYS/clients/unity.key_secret from `facetrack keys init KEYS --client unity` (empty: no encryption). Relative paths start at the project folder")]
+        [Tooltip("This client's KEYS/clients/unity.key_secret from `facetrack keys init KEYS --client unity` (empty: no encryption). Relative paths start at the working directory: the project folder in the Editor")]
         public string clientSecretKeyFile = "";
         [Tooltip("The publisher's KEYS/server.key (public)")]
         public string serverPublicKeyFile = "";
