@@ -12,6 +12,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 
+from facetrack.adapters.pacing import FramePacer
 from facetrack.tracker.errors import SinkError
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, StreamMetadata
 
@@ -104,14 +105,18 @@ class DatagramSink(ABC):
 
     UDP needs no receiver: with nothing listening the datagrams are lost, so the client
     app may start before or after tracking. A frame without the chosen face sends nothing.
+    With `pace`, a stream whose metadata says it is not live (a file) is sent at its frame
+    rate (`FramePacer`), which also paces the tracker feeding it.
     """
 
     what: str
     """How the client is named in messages (e.g. "VMC")."""
 
-    def __init__(self, host: str, port: int, track_id: int | None) -> None:
+    def __init__(self, host: str, port: int, track_id: int | None, pace: bool = False) -> None:
         self._udp = UdpSender(host, port, self.what)
         self._track_id = track_id
+        self._pace = pace
+        self.pacer: FramePacer | None = None
 
     def start(self, metadata: StreamMetadata) -> None:
         """Check the stream carries the 52 ARKit blendshapes in facetrack's order (what we send)."""
@@ -120,21 +125,23 @@ class DatagramSink(ABC):
                 f"stream {metadata.stream_id!r} has blendshapes {metadata.blendshape_names[:3]}...; "
                 f"the {self.what} sender needs the 52 ARKit ones in facetrack's order"
             )
+        self.pacer = FramePacer() if self._pace and not metadata.source.live else None
 
     @abstractmethod
-    def build_datagram(self, face: FaceResult, result: FrameResult) -> bytes:
-        """The bytes to send for this face in this frame."""
+    def build_datagrams(self, face: FaceResult, result: FrameResult) -> list[bytes]:
+        """The datagrams to send for this face in this frame, in order."""
 
-    def datagram_for(self, result: FrameResult) -> bytes | None:
-        """The datagram for one frame (None when the chosen face is not in it)."""
+    def datagrams_for(self, result: FrameResult) -> list[bytes]:
+        """The datagrams for one frame (none when the chosen face is not in it)."""
         face = select_face(result, self._track_id)
-        return None if face is None else self.build_datagram(face, result)
+        return [] if face is None else self.build_datagrams(face, result)
 
     def write(self, result: FrameResult) -> None:
         if self._udp.closed:
             raise SinkError(f"{self.what} sender to {self._udp.target} is closed")
-        datagram = self.datagram_for(result)
-        if datagram is not None:
+        if self.pacer is not None:
+            self.pacer.wait(result.pts)
+        for datagram in self.datagrams_for(result):
             self._udp.send(datagram)
 
     @property

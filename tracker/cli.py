@@ -4,6 +4,7 @@ from the packages that own them."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -55,6 +56,42 @@ def _engine_options(command: Callable) -> Callable:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+# ---- --vmc / --livelink sending options: collected into one `clients` dict for _udp_sinks ----
+
+_CLIENT_OPTIONS = (
+    click.option("--no-pace", is_flag=True,
+                 help="Send --vmc/--livelink as fast as a file is tracked (default: at the file's frame rate)."),
+    click.option("--send-track", type=int, default=None, metavar="ID",
+                 help="Track id that --vmc/--livelink send (default: the first face of each frame)."),
+    click.option("--vmc-preset", type=click.Choice(["arkit", "vrm", "both"]), default="arkit", show_default=True,
+                 help="VMC blendshapes: the 52 ARKit names, the 12 VRM 0.x presets mapped from them "
+                      "(docs/adapters.md), or both."),
+    click.option("--vmc-map", multiple=True, metavar="ARKIT=NAME|FILE.json",
+                 help="Rename a VMC blendshape (ARKit or VRM preset name); repeatable, or a JSON file of them."),
+    click.option("--vmc-no-translation", is_flag=True,
+                 help="Send the VMC head rotation only, not its movement since the first frame."),
+    click.option("--livelink-subject", default="facetrack", show_default=True, help="Live Link subject name."),
+    click.option("--livelink-fps", type=click.FloatRange(min=0, min_open=True, max=1000), default=None,
+                 help="Live Link frame-time rate (default: a file's frame rate, else 60)."),
+    click.option("--livelink-device-id", default=None,
+                 help="Live Link device id (default: derived from this host and --stream-id, stable across runs)."),
+)
+
+
+def _client_options(command: Callable) -> Callable:
+    """Adds the _CLIENT_OPTIONS to `command` and hands their values to it as one `clients` dict."""
+    names = ("no_pace", "send_track", "vmc_preset", "vmc_map", "vmc_no_translation", "livelink_subject",
+             "livelink_fps", "livelink_device_id")
+
+    @functools.wraps(command)
+    def wrapped(**kwargs: object) -> object:
+        return command(clients={name: kwargs.pop(name) for name in names}, **kwargs)
+
+    for option in reversed(_CLIENT_OPTIONS):
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def _engine_fields(engine: str, regressor: Path | None) -> dict:
@@ -136,12 +173,13 @@ def app(verbose: int) -> None:
 @click.option("--preview-port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port of the web preview (127.0.0.1).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
+@_client_options
 def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str, endpoint: str | None,
         wire: str, vmc: str | None, livelink: str | None, curve_keys: Path | None, wait_subscribers: int,
         landmark_engine: str, regressor: Path | None, backend: str, max_faces: int, model: str, max_frames: int | None,
         no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str, realtime: bool, loop: bool,
         rotate: str | None, recursive: bool, focal_px: float | None, render: Path | None, preview: bool,
-        preview_port: int, quiet: bool) -> None:
+        preview_port: int, quiet: bool, clients: dict) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.eye_stage import EyeOptions
@@ -183,7 +221,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         sinks: list = []
         try:
             # endpoints and ports first (they create no file), then the files: a refusal opens none
-            sinks += _network_sinks(endpoint, wire, curve_keys, wait_subscribers, vmc, livelink)
+            sinks += _network_sinks(endpoint, wire, curve_keys, wait_subscribers, vmc, livelink, clients)
             frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
             sinks += drawing
             sinks += _file_sinks(outputs, mesh_path, mesh_format)
@@ -230,11 +268,11 @@ def _check_outputs(outputs: tuple[Path, ...], mesh_path: Path | None, render: Pa
 
 
 def _network_sinks(endpoint: str | None, wire: str, curve_keys: Path | None, wait_subscribers: int,
-                   vmc: str | None, livelink: str | None) -> list:
+                   vmc: str | None, livelink: str | None, clients: dict) -> list:
     """The ZeroMQ publisher (bound here: a busy port fails now) and the VMC / Live Link senders."""
     from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
 
-    sinks = _udp_sinks(vmc, livelink)
+    sinks = _udp_sinks(vmc, livelink, clients)
     if endpoint is not None:
         try:
             sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
@@ -270,27 +308,47 @@ def _file_sinks(outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: 
     return sinks
 
 
-def _udp_sinks(vmc: str | None, livelink: str | None) -> list:
-    """VMC and Live Link senders for the addresses given on the command line."""
+def _udp_sinks(vmc: str | None, livelink: str | None, clients: dict) -> list:
+    """VMC and Live Link senders for the addresses and `_client_options` given on the command line."""
     from facetrack.adapters.livelink import DEFAULT_PORT as LIVELINK_PORT
     from facetrack.adapters.livelink import LiveLinkConfig, LiveLinkSender
-    from facetrack.adapters.udp import parse_host_port
     from facetrack.adapters.vmc import DEFAULT_PORT as VMC_PORT
-    from facetrack.adapters.vmc import VmcConfig, VmcSender
+    from facetrack.adapters.vmc import VmcConfig, VmcSender, read_name_map
 
+    common = {"track_id": clients["send_track"], "pace": not clients["no_pace"]}
     sinks = []
-    for value, option, port, build in (
-        (vmc, "--vmc", VMC_PORT, lambda h, p: VmcSender(VmcConfig(host=h, port=p))),
-        (livelink, "--livelink", LIVELINK_PORT, lambda h, p: LiveLinkSender(LiveLinkConfig(host=h, port=p))),
-    ):
-        if value is None:
-            continue
-        try:
-            host, port_number = parse_host_port(value, port)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=option) from None
-        sinks.append(build(host, port_number))
+    try:
+        if vmc is not None:
+            host, port = _address(vmc, VMC_PORT, "--vmc")
+            sinks.append(VmcSender(VmcConfig(
+                host=host, port=port, preset=clients["vmc_preset"], name_map=read_name_map(clients["vmc_map"]),
+                head_translation=not clients["vmc_no_translation"], **common)))
+        if livelink is not None:
+            host, port = _address(livelink, LIVELINK_PORT, "--livelink")
+            sinks.append(LiveLinkSender(LiveLinkConfig(
+                host=host, port=port, subject=clients["livelink_subject"], fps=clients["livelink_fps"],
+                device_id=clients["livelink_device_id"], **common)))
+    except ValidationError as exc:
+        _close_all(sinks)
+        raise _usage_error(exc) from None
+    except ValueError as exc:  # a name map that cannot be read, a name too long to send
+        _close_all(sinks)
+        raise click.UsageError(str(exc)) from None
     return sinks
+
+
+def _address(value: str, default_port: int, option: str) -> tuple[str, int]:
+    from facetrack.adapters.udp import parse_host_port
+
+    try:
+        return parse_host_port(value, default_port)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _close_all(sinks: list) -> None:
+    for sink in sinks:
+        sink.close()
 
 
 @app.command()
