@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from pydantic import ValidationError
@@ -18,6 +18,9 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from facetrack.tracker.errors import FacetrackError, SinkError, SourceDecodeError, SourceLostError
+
+if TYPE_CHECKING:
+    from facetrack.adapters.zmq_publisher import PublisherConfig
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 EXIT_SOURCE_FAILED = 1
@@ -143,6 +146,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         rotate: str | None, recursive: bool, focal_px: float | None, render: Path | None, preview: bool,
         preview_port: int, quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
+    from facetrack.adapters.zmq_publisher import PublisherConfig, live_sndhwm
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.eye_stage import EyeOptions
     from facetrack.tracker.filters import FilterConfig
@@ -183,7 +187,11 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         sinks: list = []
         try:
             # endpoints and ports first (they create no file), then the files: a refusal opens none
-            sinks += _network_sinks(endpoint, wire, curve_keys, wait_subscribers, vmc, livelink)
+            # a live stream's subscriber queue holds about a second: a client that stalls resumes near the present
+            sndhwm = live_sndhwm(frames.info.fps) if frames.live else PublisherConfig.model_fields["sndhwm"].default
+            sinks += _network_sinks(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
+                                                    wait_subscribers=wait_subscribers, sndhwm=sndhwm)
+                                    if endpoint is not None else None, vmc, livelink)
             frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
             sinks += drawing
             sinks += _file_sinks(outputs, mesh_path, mesh_format)
@@ -229,16 +237,14 @@ def _check_outputs(outputs: tuple[Path, ...], mesh_path: Path | None, render: Pa
     check_distinct([*outputs, *(p for p in (mesh_path, render) if p is not None)])
 
 
-def _network_sinks(endpoint: str | None, wire: str, curve_keys: Path | None, wait_subscribers: int,
-                   vmc: str | None, livelink: str | None) -> list:
+def _network_sinks(publish: PublisherConfig | None, vmc: str | None, livelink: str | None) -> list:
     """The ZeroMQ publisher (bound here: a busy port fails now) and the VMC / Live Link senders."""
-    from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
+    from facetrack.adapters.zmq_publisher import ZmqPublisher
 
     sinks = _udp_sinks(vmc, livelink)
-    if endpoint is not None:
+    if publish is not None:
         try:
-            sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
-                                                      wait_subscribers=wait_subscribers)))
+            sinks.append(ZmqPublisher(publish))
         except BaseException:
             for sink in sinks:
                 sink.close()
@@ -323,8 +329,11 @@ def info(source: str, as_json: bool) -> None:
               help="This client's NAME.key_secret, for a publisher started with --curve-keys.")
 @click.option("--server-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="The publisher's server.key (public), with --curve-key.")
+@click.option("--max-age", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Skip frames published more than this many seconds ago (a client that stalled resumes with the "
+                   "present); compares this machine's clock with the publisher's.")
 def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str | None,
-              timeout: float | None, curve_key: Path | None, server_key: Path | None) -> None:
+              timeout: float | None, curve_key: Path | None, server_key: Path | None, max_age: float | None) -> None:
     """Receive a facetrack stream from ENDPOINT and print or save it."""
     from facetrack.adapters.curve import CurveClientKeys
     from facetrack.adapters.file_sinks import SUPPORTED_EXTENSIONS, open_file_sink
@@ -344,7 +353,8 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
     try:
         if out is not None:
             check_output_file(out, "--out", SUPPORTED_EXTENSIONS)
-        subscriber = Subscriber(endpoint, topics=topics, curve=curve)  # keys and endpoint checked before --out opens
+        # the keys and the endpoint are checked before --out is opened
+        subscriber = Subscriber(endpoint, topics=topics, curve=curve, max_age=max_age)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             sink = open_file_sink(out)
