@@ -10,17 +10,14 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import click
 from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 
-from facetrack.tracker.errors import FacetrackError, SinkError, SourceDecodeError, SourceLostError
-
-if TYPE_CHECKING:
-    from facetrack.adapters.zmq_publisher import PublisherConfig
+from facetrack.tracker.errors import FacetrackError, SourceDecodeError, SourceLostError
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 EXIT_SOURCE_FAILED = 1
@@ -152,6 +149,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
     from facetrack.tracker.filters import FilterConfig
     from facetrack.tracker.pipeline import Tracker
     from facetrack.tracker.progress import RunProgress
+    from facetrack.tracker.run_sinks import check_outputs, file_sinks, network_sinks
     from facetrack.tracker.sinks import end_sinks
     from facetrack.tracker.sources import SourceConfig, open_source
     from facetrack.tracker.viz_cli import overlay_sinks
@@ -175,7 +173,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         err.print("[yellow]No --out, --publish, --vmc, --livelink, --render or --preview given: "
                   "results are discarded (see --help).")
     try:
-        _check_outputs(outputs, mesh_path, render)
+        check_outputs(outputs, mesh_path, render)
         # the face model and the engines load here: a bad one fails before any output exists
         tracker = Tracker(config)
     except FacetrackError as exc:
@@ -187,14 +185,14 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         sinks: list = []
         try:
             # endpoints and ports first (they create no file), then the files: a refusal opens none
-            # a live stream's subscriber queue holds about a second: a client that stalls resumes near the present
-            sndhwm = live_sndhwm(frames.info.fps) if frames.live else PublisherConfig.model_fields["sndhwm"].default
-            sinks += _network_sinks(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
-                                                    wait_subscribers=wait_subscribers, sndhwm=sndhwm)
-                                    if endpoint is not None else None, vmc, livelink)
+            publish = None if endpoint is None else PublisherConfig(
+                endpoint=endpoint, encoding=wire, curve_keys=curve_keys, wait_subscribers=wait_subscribers,
+                # a live stream's queue per subscriber holds about a second, not minutes of the past
+                **({"sndhwm": live_sndhwm(frames.info.fps)} if frames.live else {}))
+            sinks += network_sinks(publish, vmc, livelink)
             frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
             sinks += drawing
-            sinks += _file_sinks(outputs, mesh_path, mesh_format)
+            sinks += file_sinks(outputs, mesh_path, mesh_format)
         except BaseException:
             frames.close()
             end_sinks(sinks, keep=False)
@@ -217,86 +215,6 @@ def _fail(exc: BaseException, code: int) -> NoReturn:
     """One line on stderr (never wrapped, so it can be grepped and copied), then exit."""
     err.print(f"[red]error:[/] {exc}", highlight=False)
     sys.exit(code)
-
-
-def _check_outputs(outputs: tuple[Path, ...], mesh_path: Path | None, render: Path | None) -> None:
-    """Every output a run would write, checked before any is opened (SinkError names the option and path)."""
-    from facetrack.adapters.file_sinks import SUPPORTED_EXTENSIONS
-    from facetrack.adapters.render_sink import CONTAINER_FORMATS
-    from facetrack.tracker.output_paths import check_distinct, check_output_file, check_output_folder
-
-    for path in outputs:
-        check_output_file(path, "--out", SUPPORTED_EXTENSIONS)
-    if mesh_path is not None:
-        if mesh_path.suffix.lower() == ".npz":
-            check_output_file(mesh_path, "--mesh", (".npz",))
-        else:
-            check_output_folder(mesh_path, "--mesh")
-    if render is not None:
-        check_output_file(render, "--render", tuple(CONTAINER_FORMATS))
-    check_distinct([*outputs, *(p for p in (mesh_path, render) if p is not None)])
-
-
-def _network_sinks(publish: PublisherConfig | None, vmc: str | None, livelink: str | None) -> list:
-    """The ZeroMQ publisher (bound here: a busy port fails now) and the VMC / Live Link senders."""
-    from facetrack.adapters.zmq_publisher import ZmqPublisher
-
-    sinks = _udp_sinks(vmc, livelink)
-    if publish is not None:
-        try:
-            sinks.append(ZmqPublisher(publish))
-        except BaseException:
-            for sink in sinks:
-                sink.close()
-            raise
-    return sinks
-
-
-def _file_sinks(outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str) -> list:
-    """The result files and the mesh output, opened last (as `.partial`)."""
-    from facetrack.adapters.file_sinks import open_file_sink
-    from facetrack.adapters.mesh_sink import open_mesh_sink
-    from facetrack.tracker.sinks import end_sinks
-
-    sinks: list = []
-    try:
-        if mesh_path is not None:
-            sinks.append(open_mesh_sink(mesh_path, mesh_format))
-            if mesh_path.suffix.lower() == ".npz":
-                mesh_path.parent.mkdir(parents=True, exist_ok=True)
-        for path in outputs:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sinks.append(open_file_sink(path))
-    except OSError as exc:  # checked before: only a race with another program gets here
-        end_sinks(sinks, keep=False)
-        raise SinkError(f"cannot create {exc.filename}: {exc.strerror}") from None
-    except BaseException:
-        end_sinks(sinks, keep=False)
-        raise
-    return sinks
-
-
-def _udp_sinks(vmc: str | None, livelink: str | None) -> list:
-    """VMC and Live Link senders for the addresses given on the command line."""
-    from facetrack.adapters.livelink import DEFAULT_PORT as LIVELINK_PORT
-    from facetrack.adapters.livelink import LiveLinkConfig, LiveLinkSender
-    from facetrack.adapters.udp import parse_host_port
-    from facetrack.adapters.vmc import DEFAULT_PORT as VMC_PORT
-    from facetrack.adapters.vmc import VmcConfig, VmcSender
-
-    sinks = []
-    for value, option, port, build in (
-        (vmc, "--vmc", VMC_PORT, lambda h, p: VmcSender(VmcConfig(host=h, port=p))),
-        (livelink, "--livelink", LIVELINK_PORT, lambda h, p: LiveLinkSender(LiveLinkConfig(host=h, port=p))),
-    ):
-        if value is None:
-            continue
-        try:
-            host, port_number = parse_host_port(value, port)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=option) from None
-        sinks.append(build(host, port_number))
-    return sinks
 
 
 @app.command()
