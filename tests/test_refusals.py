@@ -110,9 +110,10 @@ def test_error_messages_are_one_line_however_long(workdir: Path) -> None:
 
 def test_missing_output_folders_are_created_when_the_run_goes_ahead(workdir: Path) -> None:
     done = facetrack("run", "clip.mp4", "--quiet", "--model", "none", "--no-eyes", "--max-frames", "3",
-                     "--out", "results/day1/take.csv", cwd=workdir)
+                     "--out", "results/day1/take.csv", "--render", "overlays/day1/take.mp4", cwd=workdir)
     assert done.returncode == 0, done.stderr
     assert len((workdir / "results" / "day1" / "take.csv").read_text().splitlines()) == 4
+    assert (workdir / "overlays" / "day1" / "take.mp4").stat().st_size > 0
 
 
 def test_a_run_that_fails_before_its_first_frame_discards_its_partial_files(workdir: Path) -> None:
