@@ -12,7 +12,6 @@ frame's faces.
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,8 +33,6 @@ from facetrack.tracker.sinks import Sink, end_sinks
 from facetrack.tracker.sources import Frame, FrameSource, open_source
 from facetrack.tracker.timing import StageClock, StageTimings
 from facetrack.tracker.tracks import Track, TrackAssigner
-
-log = logging.getLogger("facetrack.pipeline")
 
 SourceLike = str | os.PathLike[str] | FrameSource
 
