@@ -34,7 +34,7 @@ import uuid
 from pydantic import BaseModel, ConfigDict, Field
 
 from facetrack.adapters.udp import DatagramSink
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult
 
 DEFAULT_PORT = 11111
 PACKET_VERSION = 6

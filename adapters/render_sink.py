@@ -25,10 +25,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.render import OverlayStyle, draw_overlay
-from facetrack.tracker.schema import FrameResult, StreamMetadata
-from facetrack.tracker.sources import Frame, FrameSource
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import FrameResult, StreamMetadata
+from facetrack.tracker.sources.readers import Frame, FrameSource
+from facetrack.tracker.viz.overlay import OverlayStyle, draw_overlay
 
 log = logging.getLogger("facetrack.render")
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from facetrack.tracker.schema import (
+from facetrack.tracker.core.schema import (
     LANDMARK_COUNT,
     Eyes,
     EyeState,

@@ -40,9 +40,9 @@ import numpy as np
 from facetrack.adapters.codec import encode_message
 from facetrack.adapters.file_sinks import open_file_sink, read_results
 from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.core.errors import FacetrackError
 from facetrack.tracker.facemodel.format import MorphableModel
-from facetrack.tracker.sources import SourceConfig, open_source
+from facetrack.tracker.sources.readers import SourceConfig, open_source
 
 TIME_BOX_S = 10.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facetrack.tracker import eyes as E
+from facetrack.tracker.stages import eyes as E
 
 
 def synthetic_face(opening: tuple[float, float] = (0.3, 0.3), iris_shift: float = 0.0) -> np.ndarray:

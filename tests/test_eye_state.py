@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from facetrack.engines.eye_state import DEFAULT_ENGINE, EyeStateEngine
 from facetrack.engines.onnx_runtime import EngineError
-from facetrack.tracker.eyes import CROP_SIZE
+from facetrack.tracker.stages.eyes import CROP_SIZE
 
 
 def test_default_engine_loads_with_metadata() -> None:
@@ -61,7 +61,7 @@ def _synthetic_crops(root: Path, n: int = 24) -> None:
 
 def test_train_export_and_run_tiny(tmp_path: Path) -> None:
     """The whole `facetrack train eye-state` path on a tiny synthetic set (a few seconds)."""
-    from facetrack.training.cli import train_group
+    from facetrack.tracker.cli.train import train_group
 
     pytest.importorskip("torch")
     data = tmp_path / "data"

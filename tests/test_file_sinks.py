@@ -22,9 +22,9 @@ from facetrack.adapters.file_sinks import (
     read_results,
 )
 from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.schema import FrameResult
-from facetrack.tracker.sinks import Sink
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import FrameResult
+from facetrack.tracker.core.sinks import Sink
 
 STREAM = 'cam "A", left'  # needs CSV quoting
 
@@ -151,7 +151,7 @@ _DISK_FULL = textwrap.dedent(
     import numpy as np
     from facetrack.adapters.file_sinks import open_file_sink
     from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
-    from facetrack.tracker.errors import SinkError
+    from facetrack.tracker.core.errors import SinkError
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from facetrack.adapters.livelink import CURVE_COUNT, LiveLinkConfig, LiveLinkSender, encode_packet, frame_time
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
 
 
 def _decode(packet: bytes) -> dict:

@@ -11,7 +11,7 @@ import pytest
 
 from facetrack.adapters.mesh_sink import MeshNpzSink
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.errors import SinkError
+from facetrack.tracker.core.errors import SinkError
 from facetrack.tracker.pipeline import Tracker
 
 

@@ -22,18 +22,18 @@ import numpy as np
 from facetrack.engines.base import DetectedFace, LandmarkEngine, PipelinedLandmarkEngine
 from facetrack.engines.landmarks import make_landmark_engine
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.dynamics import LipLidDynamics
-from facetrack.tracker.eye_stage import EyeMeasure, EyeStage
-from facetrack.tracker.filters import FaceFilter
-from facetrack.tracker.fitting import FitStage
-from facetrack.tracker.geometry import landmark_box
-from facetrack.tracker.pose import estimate_head_pose
-from facetrack.tracker.regress_stage import RegressStage
-from facetrack.tracker.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
-from facetrack.tracker.sinks import Sink, end_sinks
-from facetrack.tracker.sources import Frame, FrameSource, open_source
-from facetrack.tracker.timing import StageClock, StageTimings
-from facetrack.tracker.tracks import Track, TrackAssigner
+from facetrack.tracker.core.geometry import landmark_box
+from facetrack.tracker.core.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
+from facetrack.tracker.core.sinks import Sink, end_sinks
+from facetrack.tracker.core.timing import StageClock, StageTimings
+from facetrack.tracker.sources.readers import Frame, FrameSource, open_source
+from facetrack.tracker.stages.dynamics import LipLidDynamics
+from facetrack.tracker.stages.eye_state import EyeMeasure, EyeStage
+from facetrack.tracker.stages.filter import FaceFilter
+from facetrack.tracker.stages.fit import FitStage
+from facetrack.tracker.stages.pose import estimate_head_pose
+from facetrack.tracker.stages.regress import RegressStage
+from facetrack.tracker.stages.tracks import Track, TrackAssigner
 
 log = logging.getLogger("facetrack.pipeline")
 

@@ -21,8 +21,8 @@ import functools
 
 import numpy as np
 
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 from facetrack.tracker.facemodel.format import MorphableModel, vertex_embedding
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 
 # mediapipe face-mesh index sets (mediapipe/python/solutions/face_mesh_connections.py);
 # Left/Right are the subject's, as in mediapipe's own names.

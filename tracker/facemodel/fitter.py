@@ -38,8 +38,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy.linalg.lapack import dposv
 
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 
 FACE_OVAL = np.array([10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
                       148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109])

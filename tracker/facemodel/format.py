@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from facetrack.tracker.errors import FacetrackError
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
+from facetrack.tracker.core.errors import FacetrackError
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 
 FORMAT_ID = "facetrack.facemodel/1"
 """Written into every model file; bumped when the layout changes incompatibly."""

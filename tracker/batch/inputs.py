@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.core.errors import FacetrackError
 
 VIDEO_SUFFIXES: frozenset[str] = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from facetrack.tracker.core.schema import FrameResult
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.schema import FrameResult
 
 
 class RunProgress:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 
-from facetrack.tracker.errors import FacetrackError, SinkError, SourceDecodeError, SourceLostError
+from facetrack.tracker.core.errors import FacetrackError, SinkError, SourceDecodeError, SourceLostError
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 EXIT_SOURCE_FAILED = 1
@@ -138,14 +138,14 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str, realtime: bool, loop: bool,
         focal_px: float | None, render: Path | None, preview: bool, preview_port: int, quiet: bool) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
+    from facetrack.tracker.cli.progress import RunProgress
+    from facetrack.tracker.cli.viz import overlay_sinks
     from facetrack.tracker.config import TrackerConfig
-    from facetrack.tracker.eye_stage import EyeOptions
-    from facetrack.tracker.filters import FilterConfig
+    from facetrack.tracker.core.sinks import end_sinks
     from facetrack.tracker.pipeline import Tracker
-    from facetrack.tracker.progress import RunProgress
-    from facetrack.tracker.sinks import end_sinks
-    from facetrack.tracker.sources import SourceConfig, open_source
-    from facetrack.tracker.viz_cli import overlay_sinks
+    from facetrack.tracker.sources.readers import SourceConfig, open_source
+    from facetrack.tracker.stages.eye_state import EyeOptions
+    from facetrack.tracker.stages.filter import FilterConfig
 
     if not source.strip():
         raise click.UsageError("SOURCE is empty: give a video file, webcam:N, a URL, an image, folder or glob")
@@ -209,7 +209,7 @@ def _check_outputs(outputs: tuple[Path, ...], mesh_path: Path | None, render: Pa
     """Every output a run would write, checked before any is opened (SinkError names the option and path)."""
     from facetrack.adapters.file_sinks import SUPPORTED_EXTENSIONS
     from facetrack.adapters.render_sink import CONTAINER_FORMATS
-    from facetrack.tracker.output_paths import check_distinct, check_output_file, check_output_folder
+    from facetrack.tracker.core.paths import check_distinct, check_output_file, check_output_folder
 
     for path in outputs:
         check_output_file(path, "--out", SUPPORTED_EXTENSIONS)
@@ -244,7 +244,7 @@ def _file_sinks(outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: 
     """The result files and the mesh output, opened last (as `.partial`)."""
     from facetrack.adapters.file_sinks import open_file_sink
     from facetrack.adapters.mesh_sink import open_mesh_sink
-    from facetrack.tracker.sinks import end_sinks
+    from facetrack.tracker.core.sinks import end_sinks
 
     sinks: list = []
     try:
@@ -292,7 +292,7 @@ def _udp_sinks(vmc: str | None, livelink: str | None) -> list:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(source: str, as_json: bool) -> None:
     """What SOURCE is: size, frame rate, codec, duration, live or not."""
-    from facetrack.tracker.sources import probe_source
+    from facetrack.tracker.sources.readers import probe_source
 
     try:
         described = probe_source(source)
@@ -323,7 +323,7 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
     from facetrack.adapters.curve import CurveClientKeys
     from facetrack.adapters.file_sinks import open_file_sink
     from facetrack.adapters.zmq_subscriber import Subscriber
-    from facetrack.tracker.schema import FrameResult, StreamMetadata
+    from facetrack.tracker.core.schema import FrameResult, StreamMetadata
 
     if (curve_key is None) != (server_key is None):
         raise click.UsageError("--curve-key and --server-key go together")
@@ -388,7 +388,7 @@ def bench(source: str, max_frames: int | None, landmark_engine: str, regressor: 
           max_faces: int, model: str, no_eyes: bool, no_filter: bool, realtime: bool, loop_seconds: float | None,
           throughput: bool, batches: tuple[int, ...], repeats: int, json_out: Path | None) -> None:
     """Per-stage timings (median, p90) and end-to-end fps on SOURCE; with --throughput, batch faces/s."""
-    from facetrack.tracker.bench import BenchConfig, render_report, run_bench
+    from facetrack.tracker.cli.bench import BenchConfig, render_report, run_bench
 
     if throughput:
         _throughput(source, landmark_engine, regressor, backend, batches, repeats, json_out)
@@ -454,12 +454,12 @@ def keys_init(folder: Path, clients: tuple[str, ...]) -> None:
 
 
 def _mount_subcommands() -> None:
-    from facetrack.engines.cli import engines_group
-    from facetrack.tracker.batch import batch_command
-    from facetrack.tracker.demo_cli import demo_command
-    from facetrack.tracker.facemodel.cli import models_group
-    from facetrack.tracker.viz_cli import doctor_command, plot_command, preview_command, render_command
-    from facetrack.training.cli import train_group
+    from facetrack.tracker.batch.run import batch_command
+    from facetrack.tracker.cli.demo import demo_command
+    from facetrack.tracker.cli.engines import engines_group
+    from facetrack.tracker.cli.models import models_group
+    from facetrack.tracker.cli.train import train_group
+    from facetrack.tracker.cli.viz import doctor_command, plot_command, preview_command, render_command
 
     app.add_command(batch_command, name="batch")
     app.add_command(demo_command)
@@ -476,6 +476,3 @@ _mount_subcommands()
 def main() -> None:
     app(prog_name="facetrack")
 
-
-if __name__ == "__main__":
-    main()

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from facetrack.tracker.batch_worker import ClipJob, ClipOutcome, failed_outcome, process_clip
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.batch.worker import ClipJob, ClipOutcome, failed_outcome, process_clip
+from facetrack.tracker.core.errors import FacetrackError
 
 if TYPE_CHECKING:
     from facetrack.tracker.pipeline import Tracker

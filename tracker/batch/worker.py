@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.errors import SinkError, SourceDecodeError, SourceOpenError
-from facetrack.tracker.schema import FrameResult
+from facetrack.tracker.core.errors import SinkError, SourceDecodeError, SourceOpenError
+from facetrack.tracker.core.schema import FrameResult
 
 if TYPE_CHECKING:  # the parent process never needs mediapipe
     from facetrack.tracker.pipeline import Tracker

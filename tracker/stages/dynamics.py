@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg.lapack import dposv as _posv
 
-from facetrack.tracker import eyes as E
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.stages import eyes as E
 
 LID_NAMES = (("eyeBlinkLeft", "eyeWideLeft", "eyeSquintLeft"), ("eyeBlinkRight", "eyeWideRight", "eyeSquintRight"))
 LIP_NAMES = ("jawOpen", "mouthClose")

@@ -10,10 +10,10 @@ import numpy as np
 import scipy.linalg  # noqa: F401  (loaded before the thread-pool controller looks for BLAS libraries)
 from threadpoolctl import ThreadpoolController
 
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
 from facetrack.tracker.facemodel.fitter import FaceModelFitter, FitResult
 from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model
-from facetrack.tracker.pose import pose_from_matrix
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
+from facetrack.tracker.stages.pose import pose_from_matrix
 
 _BLAS = ThreadpoolController()
 

@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 
 from facetrack.adapters.render_sink import FrameTap
-from facetrack.tracker.render import OverlayStyle, blendshape_values, draw_overlay
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FrameResult, StreamMetadata
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FrameResult, StreamMetadata
+from facetrack.tracker.viz.overlay import OverlayStyle, blendshape_values, draw_overlay
 
 log = logging.getLogger("facetrack.preview")
 

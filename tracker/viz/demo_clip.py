@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.core.errors import FacetrackError
 
 PORTRAIT_CREDIT = ("Eileen Collins, official NASA portrait (public domain), as shipped by scikit-image "
                    "(skimage.data.astronaut)")

@@ -34,8 +34,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from facetrack.tracker.batch_inputs import InputError, absolute_spec, assign_stems, expand_inputs
-from facetrack.tracker.batch_manifest import (
+from facetrack.tracker.batch.inputs import InputError, absolute_spec, assign_stems, expand_inputs
+from facetrack.tracker.batch.manifest import (
     ClipRecord,
     Manifest,
     ManifestError,
@@ -48,7 +48,7 @@ from facetrack.tracker.batch_manifest import (
     save_manifest,
     write_summary,
 )
-from facetrack.tracker.batch_worker import (
+from facetrack.tracker.batch.worker import (
     WORK_DIR,
     ClipJob,
     ClipOutcome,
@@ -57,7 +57,7 @@ from facetrack.tracker.batch_worker import (
     pool_task,
 )
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.core.errors import FacetrackError
 
 ResultFormat = Literal["parquet", "npz", "jsonl", "csv"]
 EXIT_OK = 0
@@ -266,7 +266,7 @@ def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> Bat
     """
     t0 = time.time()
     if config.ray_address is not None:
-        from facetrack.tracker.batch_ray import import_ray
+        from facetrack.tracker.batch.ray_cluster import import_ray
 
         import_ray()  # fail before anything is written
     out_dir = config.out_dir.resolve()
@@ -356,7 +356,7 @@ def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> Bat
 
 
 def _dispatch_ray(config: BatchConfig, jobs: list[ClipJob], run: _Run) -> None:
-    from facetrack.tracker.batch_ray import ray_cluster, run_on_ray
+    from facetrack.tracker.batch.ray_cluster import ray_cluster, run_on_ray
 
     with ray_cluster(config.ray_address or "auto", config.workers) as ray:
         run_on_ray(
@@ -582,7 +582,7 @@ def batch_command(
 
 
 def main() -> None:
-    """`python -m facetrack.tracker.batch ...`: the command without the `facetrack` group."""
+    """`python -m facetrack.tracker.batch.run ...`: the command without the `facetrack` group."""
     batch_command(prog_name="facetrack batch")
 
 

@@ -32,9 +32,9 @@ from scipy.spatial.transform import Rotation
 from facetrack.engines.backends import BackendName
 from facetrack.engines.onnx_runtime import EngineError
 from facetrack.engines.regress import TRAIN_HINT, RegressEngine, crop_face, default_engine_path
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
 from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
-from facetrack.tracker.pose import head_translation, pose_from_matrix
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
+from facetrack.tracker.stages.pose import head_translation, pose_from_matrix
 
 MODEL_ID = "regress"
 """`model_id` of the coefficients the stage writes (their layout is in the stream metadata)."""

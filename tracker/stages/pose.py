@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from facetrack.tracker.schema import HeadPose
+from facetrack.tracker.core.schema import HeadPose
 
 # (subject's right, subject's left) pairs of rigid landmarks in the face-mesh topology.
 _RIGHT = np.array([33, 133, 127, 234, 98, 46, 226])

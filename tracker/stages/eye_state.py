@@ -4,13 +4,13 @@ filter and events after it.
 Per frame and face (see tracker/pipeline.py):
 
 1. `EyeStage.measure`: cut both eye crops, P(closed) from the eye-state engine (one batch),
-   ELAM-correct the upper lids (tracker/eyes.py) relative to the track's calibrated open eye;
+   ELAM-correct the upper lids (tracker/stages/eyes.py) relative to the track's calibrated open eye;
    the corrected landmarks are what the model is fitted to and what the result carries.
-2. the model fit (tracker/fitting.py);
-3. `LipLidDynamics.refine` (tracker/dynamics.py): lid and lip weights matched to the
+2. the model fit (tracker/stages/fit.py);
+3. `LipLidDynamics.refine` (tracker/stages/dynamics.py): lid and lip weights matched to the
    corrected landmarks' relative pair distances;
-4. gaze: the eyeLook* weights from the irises (tracker/eyes.py: iris_gaze);
-5. `FaceFilter` (tracker/filters.py): One Euro on landmarks, pose and weights, blinks kept;
+4. gaze: the eyeLook* weights from the irises (tracker/stages/eyes.py: iris_gaze);
+5. `FaceFilter` (tracker/stages/filter.py): One Euro on landmarks, pose and weights, blinks kept;
 6. `EyeStage.finish`: per-eye state (P, openness), mouth openness, blink/wink events.
 """
 
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from facetrack.tracker import eyes as E
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, EyeEvent, Eyes, EyeState, FaceResult
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, EyeEvent, Eyes, EyeState, FaceResult
+from facetrack.tracker.stages import eyes as E
 
 if TYPE_CHECKING:
     from facetrack.engines.backends import BackendName

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FrameResult
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FrameResult
 
 EVENT_COLOURS: dict[str, str] = {"blink": "tab:red", "wink_left": "tab:orange", "wink_right": "tab:purple"}
 ACTIVE_BLENDSHAPES = 8

@@ -20,7 +20,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, HeadPose
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, HeadPose
 
 MAIN_BLENDSHAPES: tuple[str, ...] = (
     "eyeBlinkLeft", "eyeBlinkRight", "eyeWideLeft", "eyeWideRight", "browInnerUp", "browDownLeft",
@@ -125,7 +125,7 @@ def project_points(points_cm: np.ndarray, image_size: tuple[int, int], focal_px:
     """Camera-frame points (cm; x right, y up, z toward the viewer) to pixels, by the tracker's pinhole.
 
     Principal point at the image centre, focal length the image width unless given:
-    the camera `tracker/pose.py` and the fitter assume.
+    the camera `tracker/stages/pose.py` and the fitter assume.
     """
     width, height = image_size
     focal = float(focal_px or width)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, Field
 
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
@@ -86,7 +86,7 @@ FAST_CHANNELS = [ARKIT_BLENDSHAPES.index(n) for n in ("jawOpen", "mouthClose")]
 
 
 def _fast_landmarks() -> np.ndarray:
-    from facetrack.tracker import eyes
+    from facetrack.tracker.stages import eyes
 
     return np.unique(np.concatenate([eyes.L_UPPER, eyes.L_LOWER, eyes.R_UPPER, eyes.R_LOWER,
                                      eyes.L_UPPER_OUTER_ROW, eyes.R_UPPER_OUTER_ROW,
@@ -137,8 +137,8 @@ class FaceFilter:
         """Filter one FaceResult in place at time t (seconds)."""
         if not self.config.enabled:
             return
-        from facetrack.tracker.eyes import L_CORNERS, R_CORNERS
-        from facetrack.tracker.pose import pose_from_matrix
+        from facetrack.tracker.stages.eyes import L_CORNERS, R_CORNERS
+        from facetrack.tracker.stages.pose import pose_from_matrix
 
         tf = self._tracks.get(face.track_id)
         if tf is None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from facetrack.tracker.geometry import iou_matrix
+from facetrack.tracker.core.geometry import iou_matrix
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from facetrack.tracker.schema import FrameResult, StreamMetadata
+from facetrack.tracker.core.schema import FrameResult, StreamMetadata
 
 log = logging.getLogger("facetrack.sinks")
 

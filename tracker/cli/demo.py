@@ -1,4 +1,4 @@
-"""`facetrack demo`: make the demo clip (tracker/demo.py) and track it as `facetrack run` would."""
+"""`facetrack demo`: make the demo clip (tracker/viz/demo_clip.py) and track it as `facetrack run` would."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.core.errors import FacetrackError
 
 err = Console(stderr=True)
 
@@ -22,8 +22,8 @@ def demo_command(ctx: click.Context, out_dir: Path, no_render: bool) -> None:
     """Track a demo clip that every install can make: a public-domain portrait (NASA's Eileen Collins,
     shipped by scikit-image) with the head moving, two blinks and a wink. Writes the results and an
     overlay video and prints a summary; needs no webcam, GPU or download."""
-    from facetrack.tracker.cli import run
-    from facetrack.tracker.demo import PORTRAIT_CREDIT, make_demo_clip
+    from facetrack.tracker.cli.app import run
+    from facetrack.tracker.viz.demo_clip import PORTRAIT_CREDIT, make_demo_clip
 
     clip = out_dir / "astronaut.mp4"
     results = out_dir / "results.jsonl"

@@ -210,7 +210,7 @@ def check_camera(spec: str = "webcam:0", timeout: float = 3.0) -> Check:
     outcome: list[tuple[Status, str]] = []
 
     def probe() -> None:
-        from facetrack.tracker.sources import probe_source
+        from facetrack.tracker.sources.readers import probe_source
 
         try:
             info = probe_source(spec)
@@ -229,7 +229,7 @@ def check_camera(spec: str = "webcam:0", timeout: float = 3.0) -> Check:
 
 
 def check_display() -> Check:
-    from facetrack.tracker.preview import window_opens
+    from facetrack.adapters.preview import window_opens
 
     if window_opens():
         return Check("preview", "display", "ok", "an OpenCV window can show the preview")

@@ -32,8 +32,8 @@ import av
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from facetrack.tracker.errors import SourceDecodeError, SourceLostError, SourceOpenError
-from facetrack.tracker.schema import SourceInfo
+from facetrack.tracker.core.errors import SourceDecodeError, SourceLostError, SourceOpenError
+from facetrack.tracker.core.schema import SourceInfo
 
 logger = logging.getLogger("facetrack.sources")
 

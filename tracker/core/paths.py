@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from facetrack.tracker.errors import SinkError
+from facetrack.tracker.core.errors import SinkError
 
 
 def _folder_problem(folder: Path) -> str | None:

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.core.errors import FacetrackError
 
 MANIFEST_SCHEMA = "facetrack.batch/1"
 MANIFEST_NAME = "manifest.json"

@@ -1,4 +1,4 @@
-"""`facetrack render`, `plot`, `doctor` and `preview`: one `click.Command` each, mounted by tracker/cli.py.
+"""`facetrack render`, `plot`, `doctor` and `preview`: one `click.Command` each, mounted by tracker/cli/app.py.
 
 `overlay_sinks` gives `facetrack run` its `--render FILE` and `--preview` sinks.
 """
@@ -13,11 +13,11 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from facetrack.tracker.errors import FacetrackError
-from facetrack.tracker.preview import DEFAULT_PORT
-from facetrack.tracker.render import OverlayStyle
-from facetrack.tracker.sinks import Sink
-from facetrack.tracker.sources import FrameSource
+from facetrack.adapters.preview import DEFAULT_PORT
+from facetrack.tracker.core.errors import FacetrackError
+from facetrack.tracker.core.sinks import Sink
+from facetrack.tracker.sources.readers import FrameSource
+from facetrack.tracker.viz.overlay import OverlayStyle
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -41,8 +41,8 @@ def overlay_sinks(frames: FrameSource, render: Path | None = None, preview: bool
     """
     if render is None and not preview:
         return frames, []
+    from facetrack.adapters.preview import PreviewSink
     from facetrack.adapters.render_sink import FrameTap, RenderSink
-    from facetrack.tracker.preview import PreviewSink
 
     tap = FrameTap(frames)
     style = OverlayStyle(focal_px=focal_px)
@@ -102,7 +102,7 @@ def render_command(source: Path, results: Path, out: Path, landmarks: str, no_ax
 def plot_command(results: Path, out: Path, track_id: int | None, size: str) -> None:
     """Pose, eye and blendshape curves of RESULTS over time, with blinks and winks marked."""
     from facetrack.adapters.file_sinks import read_results
-    from facetrack.tracker.plot import plot_results
+    from facetrack.tracker.viz.plot import plot_results
 
     try:
         width, height = (int(v) for v in size.lower().split("x"))
@@ -124,7 +124,7 @@ def plot_command(results: Path, out: Path, track_id: int | None, size: str) -> N
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor_command(camera: str, no_camera: bool, as_json: bool) -> None:
     """What is installed and working, with a fix for each problem; exit code 1 if the basics fail."""
-    from facetrack.tracker.doctor import as_dicts, exit_code, run_checks
+    from facetrack.tracker.cli.doctor import as_dicts, exit_code, run_checks
 
     checks = run_checks(None if no_camera else camera)
     code = exit_code(checks)
@@ -164,12 +164,12 @@ def doctor_command(camera: str, no_camera: bool, as_json: bool) -> None:
 def preview_command(source: str, window: bool | None, port: int, max_faces: int, model: str, no_eyes: bool,
                     loop: bool, max_frames: int | None, landmarks: str, focal_px: float | None) -> None:
     """Track SOURCE (default webcam:0) and watch the overlay live; a file plays at its own speed."""
+    from facetrack.adapters.preview import PreviewSink
     from facetrack.adapters.render_sink import FrameTap
     from facetrack.tracker.config import TrackerConfig
-    from facetrack.tracker.eye_stage import EyeOptions
     from facetrack.tracker.pipeline import Tracker
-    from facetrack.tracker.preview import PreviewSink
-    from facetrack.tracker.sources import SourceConfig, open_source
+    from facetrack.tracker.sources.readers import SourceConfig, open_source
+    from facetrack.tracker.stages.eye_state import EyeOptions
 
     config = TrackerConfig(max_faces=max_faces, max_frames=max_frames, focal_px=focal_px,
                            model=None if model == "none" else model, eyes=EyeOptions(enabled=not no_eyes),

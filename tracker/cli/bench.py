@@ -28,12 +28,12 @@ from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
 from facetrack.adapters.zmq_subscriber import Subscriber
 from facetrack.engines.backends import select_backend
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.eye_stage import EyeOptions
-from facetrack.tracker.filters import FilterConfig
+from facetrack.tracker.core.schema import FrameResult, SourceInfo
+from facetrack.tracker.core.timing import StageSummary, StageTimings
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.schema import FrameResult, SourceInfo
-from facetrack.tracker.sources import SourceConfig, open_source
-from facetrack.tracker.timing import StageSummary, StageTimings
+from facetrack.tracker.sources.readers import SourceConfig, open_source
+from facetrack.tracker.stages.eye_state import EyeOptions
+from facetrack.tracker.stages.filter import FilterConfig
 
 
 class BenchConfig(BaseModel):
