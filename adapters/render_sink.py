@@ -27,7 +27,8 @@ import numpy as np
 
 from facetrack.tracker.core.errors import SinkError
 from facetrack.tracker.core.schema import FrameResult, StreamMetadata
-from facetrack.tracker.sources.readers import Frame, FrameSource
+from facetrack.tracker.sources.config import Frame
+from facetrack.tracker.sources.frame_source import FrameSource
 from facetrack.tracker.viz.overlay import OverlayStyle, draw_overlay
 
 log = logging.getLogger("facetrack.render")

@@ -20,7 +20,7 @@ import numpy as np
 from facetrack.engines.backends import BackendName, open_network, select_backend
 from facetrack.engines.eye_state import DEFAULT_ENGINE as EYE_STATE_ONNX
 from facetrack.engines.onnx_runtime import EngineError, sha256_file, sidecar_path, write_sidecar
-from facetrack.tracker.facemodel.registry import data_dir
+from facetrack.tracker.core.paths import data_dir
 
 # name -> (input size, input range) of the wheel's models (mediapipe's graph feeds them so)
 TFLITE_INPUTS: dict[str, tuple[int, tuple[float, float]]] = {

@@ -56,6 +56,3 @@ class EyeStateEngine:
                                       for c in crops[i:i + batch]])) for i in range(0, len(crops), batch)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-
-def default_engine_available() -> bool:
-    return DEFAULT_ENGINE.is_file()

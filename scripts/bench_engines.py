@@ -31,8 +31,8 @@ from facetrack.engines.mesh_iris import EYE_A, EYE_B, FaceMeshIris
 from facetrack.engines.throughput import ThroughputConfig, measure_throughput, render_throughput
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.sources.readers import probe_source
-from facetrack.tracker.stages.eye_state import EyeOptions
+from facetrack.tracker.sources.frame_source import probe_source
+from facetrack.tracker.stages.eye_options import EyeOptions
 from facetrack.tracker.stages.filter import FilterConfig
 
 OUTER_CORNERS = (33, 263)

@@ -27,7 +27,8 @@ import numpy as np
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core.schema import SourceInfo
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.sources.readers import Frame, FrameSource
+from facetrack.tracker.sources.config import Frame
+from facetrack.tracker.sources.frame_source import FrameSource
 from facetrack.tracker.stages import eyes as E
 from facetrack.tracker.stages.filter import FilterConfig
 

@@ -36,7 +36,7 @@ from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.pipeline import Tracker
 from facetrack.tracker.stages import eyes as E
-from facetrack.tracker.stages.eye_state import EyeOptions
+from facetrack.tracker.stages.eye_options import EyeOptions
 
 BL, BR = ARKIT_BLENDSHAPES.index("eyeBlinkLeft"), ARKIT_BLENDSHAPES.index("eyeBlinkRight")
 TOLERANCE = 2

@@ -24,7 +24,7 @@ from facetrack.adapters.render_sink import FrameTap
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core.schema import FrameResult
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.sources.readers import open_source
+from facetrack.tracker.sources.frame_source import open_source
 from facetrack.tracker.viz.overlay import draw_overlay
 from facetrack.tracker.viz.plot import plot_results
 

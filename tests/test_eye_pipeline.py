@@ -8,7 +8,7 @@ import pytest
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, EyeEvent, FrameResult
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.stages.eye_state import EyeOptions
+from facetrack.tracker.stages.eye_options import EyeOptions
 
 BL, BR = ARKIT_BLENDSHAPES.index("eyeBlinkLeft"), ARKIT_BLENDSHAPES.index("eyeBlinkRight")
 

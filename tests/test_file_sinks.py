@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from synthetic import synthetic_metadata, synthetic_result
 
 from facetrack.adapters.file_sinks import (
     PARQUET_ROW_GROUP,
@@ -21,7 +22,6 @@ from facetrack.adapters.file_sinks import (
     read_metadata,
     read_results,
 )
-from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
 from facetrack.tracker.core.errors import SinkError
 from facetrack.tracker.core.schema import FrameResult
 from facetrack.tracker.core.sinks import Sink
@@ -150,7 +150,7 @@ _DISK_FULL = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     from facetrack.adapters.file_sinks import open_file_sink
-    from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
+    from synthetic import synthetic_metadata, synthetic_result
     from facetrack.tracker.core.errors import SinkError
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() fails with EFBIG

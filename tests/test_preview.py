@@ -24,7 +24,7 @@ from PIL import Image
 from facetrack.adapters.preview import PreviewServer, PreviewSink, frame_state
 from facetrack.adapters.render_sink import FrameTap
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, Eyes, EyeState, FaceResult, FrameResult, HeadPose
-from facetrack.tracker.sources.readers import open_source
+from facetrack.tracker.sources.frame_source import open_source
 from facetrack.tracker.viz.overlay import draw_overlay
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

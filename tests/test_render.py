@@ -17,7 +17,8 @@ from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core.errors import SinkError
 from facetrack.tracker.core.schema import FrameResult, HeadPose
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.sources.readers import SourceConfig, open_source
+from facetrack.tracker.sources.config import SourceConfig
+from facetrack.tracker.sources.frame_source import open_source
 from facetrack.tracker.viz.overlay import OverlayStyle, draw_overlay, head_axes, project_points
 
 TIME_BASE = Fraction(1, 1000)

@@ -12,8 +12,8 @@ from typing import Any
 _EXPORTS = {
     "Tracker": "facetrack.tracker.pipeline",
     "TrackerConfig": "facetrack.tracker.config",
-    "SourceConfig": "facetrack.tracker.sources.readers",
-    "open_source": "facetrack.tracker.sources.readers",
+    "SourceConfig": "facetrack.tracker.sources.config",
+    "open_source": "facetrack.tracker.sources.frame_source",
     "FrameResult": "facetrack.tracker.core.schema",
     "FaceResult": "facetrack.tracker.core.schema",
     "StreamMetadata": "facetrack.tracker.core.schema",

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facetrack.tracker.facemodel.registry import BUILTIN_ID
-from facetrack.tracker.sources.readers import SourceConfig
-from facetrack.tracker.stages.eye_state import EyeOptions
+from facetrack.tracker.sources.config import SourceConfig
+from facetrack.tracker.stages.eye_options import EyeOptions
 from facetrack.tracker.stages.filter import FilterConfig
 
 

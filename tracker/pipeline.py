@@ -26,7 +26,8 @@ from facetrack.tracker.core.geometry import landmark_box
 from facetrack.tracker.core.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
 from facetrack.tracker.core.sinks import Sink, end_sinks
 from facetrack.tracker.core.timing import StageClock, StageTimings
-from facetrack.tracker.sources.readers import Frame, FrameSource, open_source
+from facetrack.tracker.sources.config import Frame
+from facetrack.tracker.sources.frame_source import FrameSource, open_source
 from facetrack.tracker.stages.dynamics import LipLidDynamics
 from facetrack.tracker.stages.eye_state import EyeMeasure, EyeStage
 from facetrack.tracker.stages.filter import FaceFilter
@@ -87,7 +88,7 @@ class Tracker:
         self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None
         still_images = frames.info.fps is None and not frames.live
         # a folder of photos is not a motion: nothing to smooth across them
-        self._filter = FaceFilter(self.config.filter) if self.config.filter.enabled and not still_images else None
+        self._filter = FaceFilter(self.config.filter, self.config.eyes.blink_snap) if self.config.filter.enabled and not still_images else None
         self._fps = frames.info.fps
         metadata = StreamMetadata(stream_id=self.config.stream_id, source=frames.info, started_at=time.time())
         stage = self._fit or self._regress

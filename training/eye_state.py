@@ -100,17 +100,6 @@ class EvalReport:
         return self.parts
 
 
-def predict_torch(model, crops: np.ndarray, batch: int = 256) -> np.ndarray:
-    torch = _torch()
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(crops), batch):
-            x = torch.from_numpy(normalise(np.stack([plain(c) for c in crops[i:i + batch]])))
-            out.append(torch.sigmoid(model(x)).numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
 def evaluate(predict, data: EyeSet) -> EvalReport:
     """Held-back accuracy: all of it, and per source (a source with one label gives its recall)."""
     rep = EvalReport()

@@ -143,8 +143,9 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.core.sinks import end_sinks
     from facetrack.tracker.pipeline import Tracker
-    from facetrack.tracker.sources.readers import SourceConfig, open_source
-    from facetrack.tracker.stages.eye_state import EyeOptions
+    from facetrack.tracker.sources.config import SourceConfig
+    from facetrack.tracker.sources.frame_source import open_source
+    from facetrack.tracker.stages.eye_options import EyeOptions
     from facetrack.tracker.stages.filter import FilterConfig
 
     if not source.strip():
@@ -292,7 +293,7 @@ def _udp_sinks(vmc: str | None, livelink: str | None) -> list:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(source: str, as_json: bool) -> None:
     """What SOURCE is: size, frame rate, codec, duration, live or not."""
-    from facetrack.tracker.sources.readers import probe_source
+    from facetrack.tracker.sources.frame_source import probe_source
 
     try:
         described = probe_source(source)

@@ -31,8 +31,9 @@ from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core.schema import FrameResult, SourceInfo
 from facetrack.tracker.core.timing import StageSummary, StageTimings
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.sources.readers import SourceConfig, open_source
-from facetrack.tracker.stages.eye_state import EyeOptions
+from facetrack.tracker.sources.config import SourceConfig
+from facetrack.tracker.sources.frame_source import open_source
+from facetrack.tracker.stages.eye_options import EyeOptions
 from facetrack.tracker.stages.filter import FilterConfig
 
 

@@ -210,7 +210,7 @@ def check_camera(spec: str = "webcam:0", timeout: float = 3.0) -> Check:
     outcome: list[tuple[Status, str]] = []
 
     def probe() -> None:
-        from facetrack.tracker.sources.readers import probe_source
+        from facetrack.tracker.sources.frame_source import probe_source
 
         try:
             info = probe_source(spec)

@@ -16,7 +16,7 @@ from rich.console import Console
 from facetrack.adapters.preview import DEFAULT_PORT
 from facetrack.tracker.core.errors import FacetrackError
 from facetrack.tracker.core.sinks import Sink
-from facetrack.tracker.sources.readers import FrameSource
+from facetrack.tracker.sources.frame_source import FrameSource
 from facetrack.tracker.viz.overlay import OverlayStyle
 
 EXIT_FAILED = 1
@@ -168,8 +168,9 @@ def preview_command(source: str, window: bool | None, port: int, max_faces: int,
     from facetrack.adapters.render_sink import FrameTap
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.pipeline import Tracker
-    from facetrack.tracker.sources.readers import SourceConfig, open_source
-    from facetrack.tracker.stages.eye_state import EyeOptions
+    from facetrack.tracker.sources.config import SourceConfig
+    from facetrack.tracker.sources.frame_source import open_source
+    from facetrack.tracker.stages.eye_options import EyeOptions
 
     config = TrackerConfig(max_faces=max_faces, max_frames=max_frames, focal_px=focal_px,
                            model=None if model == "none" else model, eyes=EyeOptions(enabled=not no_eyes),

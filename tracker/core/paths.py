@@ -1,12 +1,28 @@
-"""Checks on where a run will write, made before anything is opened: a refusal must leave every file as it was."""
+"""Where facetrack keeps its data, and checks on where a run will write, made before anything is opened: a refusal
+must leave every file as it was."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 from facetrack.tracker.core.errors import SinkError
+
+
+def data_dir() -> Path:
+    """The user data directory for facetrack (created on demand by writers)."""
+    env = os.environ.get("FACETRACK_DATA")
+    if env:
+        return Path(env).expanduser()
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / "facetrack"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local")) / "facetrack"
+    return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / "facetrack"
+
 
 
 def _folder_problem(folder: Path) -> str | None:

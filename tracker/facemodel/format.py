@@ -166,10 +166,6 @@ class MorphableModel:
         idx, w = (self.lmk_vertices, self.lmk_bary) if which == "478" else (self.lmk68_vertices, self.lmk68_bary)
         return np.einsum("...nkc,nk->...nc", vertices[..., idx, :], w)
 
-    def expression_from_arkit(self, blendshapes: np.ndarray) -> np.ndarray:
-        """Model expression coefficients that reproduce ARKit weights (least squares)."""
-        return np.linalg.lstsq(self.arkit_map, np.asarray(blendshapes, np.float32), rcond=None)[0]
-
     # -- persistence ---------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
         return {name: np.ascontiguousarray(getattr(self, name), dtype) for name, dtype in _ARRAYS}

@@ -11,7 +11,10 @@ Per frame and face (see tracker/pipeline.py):
    corrected landmarks' relative pair distances;
 4. gaze: the eyeLook* weights from the irises (tracker/stages/eyes.py: iris_gaze);
 5. `FaceFilter` (tracker/stages/filter.py): One Euro on landmarks, pose and weights, blinks kept;
-6. `EyeStage.finish`: per-eye state (P, openness), mouth openness, blink/wink events.
+6. `EyeStage.finish`: per-eye state (P, openness), mouth openness, and the verdict open/closed and
+   blink/wink events of tracker/stages/events.py.
+
+Every threshold is a field of `EyeOptions` (tracker/stages/eye_options.py).
 """
 
 from __future__ import annotations
@@ -22,33 +25,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, EyeEvent, Eyes, EyeState, FaceResult
 from facetrack.tracker.stages import eyes as E
+from facetrack.tracker.stages.events import BlinkDetector, closed_eyes
+from facetrack.tracker.stages.eye_options import EyeOptions
 
 if TYPE_CHECKING:
     from facetrack.engines.backends import BackendName
 
 log = logging.getLogger("facetrack.eyes")
 
-BLINK = [ARKIT_BLENDSHAPES.index("eyeBlinkLeft"), ARKIT_BLENDSHAPES.index("eyeBlinkRight")]
 LOOK = [[ARKIT_BLENDSHAPES.index(f"eyeLook{d}{s}") for d in ("Down", "In", "Out", "Up")] for s in ("Left", "Right")]
 DEFAULT_OPEN_OPENING = 0.30
 """A typical open eye's central lid gap over its width (mediapipe landmarks), until a track is calibrated."""
-
-
-class EyeOptions(BaseModel):
-    """The eye/mouth stages' switches (all on by default)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="Run the eye stages at all.")
-    engine: Path | None = Field(None, description="Eye-state engine (.onnx); default: the one in the package.")
-    elam: bool = Field(True, description="Correct the upper lids from P(closed) (ELAM).")
-    dynamics: bool = Field(True, description="Refine lid/lip weights to the landmarks (online LDL).")
-    gaze: bool = Field(True, description="eyeLook* weights from the irises.")
-    closed_threshold: float = Field(0.5, ge=0, le=1, description="P(closed) at and above which ELAM corrects an eye.")
 
 
 @dataclass
@@ -56,23 +46,23 @@ class EyeMeasure:
     """What step 1 measured for one face."""
 
     p_closed: np.ndarray  # (2,) left, right; NaN without an engine
-    raw_opening: np.ndarray  # (2,) relative opening of the landmarks as detected
     open_opening: np.ndarray  # (2,) the track's calibrated open-eye opening
 
 
 @dataclass
 class _TrackEyes:
+    blinks: BlinkDetector
     open_opening: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
     n_open: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    blinks: E.BlinkDetector = field(default_factory=E.BlinkDetector)
     gaze: np.ndarray = field(default_factory=lambda: np.zeros((2, 4)))
 
-    def calibrate(self, opening: np.ndarray, p: np.ndarray) -> None:
+    def calibrate(self, opening: np.ndarray, p: np.ndarray, options: EyeOptions) -> None:
         """Running estimate of the open eye's opening from frames the classifier calls open."""
         for k in range(2):
             if not np.isfinite(opening[k]):
                 continue
-            trusted = (np.isfinite(p[k]) and p[k] < 0.2) or (not np.isfinite(p[k]) and opening[k] > 0.2)
+            trusted = ((np.isfinite(p[k]) and p[k] < options.calibrate_p_open)
+                       or (not np.isfinite(p[k]) and opening[k] > options.calibrate_opening_open))
             if not trusted:
                 continue
             if self.n_open[k] == 0:
@@ -117,7 +107,7 @@ class EyeStage:
     def _track(self, track_id: int) -> _TrackEyes:
         te = self._tracks.get(track_id)
         if te is None:
-            te = self._tracks[track_id] = _TrackEyes()
+            te = self._tracks[track_id] = _TrackEyes(BlinkDetector(self.options.blink_overlap))
         return te
 
     def measure(self, image: np.ndarray, face: FaceResult) -> EyeMeasure:
@@ -127,13 +117,14 @@ class EyeStage:
         raw = E.relative_openings(lm)
         p = np.full(2, np.nan)
         if self.engine is not None:
-            p = self.engine.predict(E.cut_eye_crops(image, lm, self.engine.input_size))
-        te.calibrate(raw, p)
+            crops = E.cut_eye_crops(image, lm, self.engine.input_size, self.engine.crop_scale, self.engine.crop_y_shift)
+            p = self.engine.predict(crops)
+        te.calibrate(raw, p, self.options)
         ref = te.opening_reference()
         if self.options.elam and self.engine is not None:
             corrected, _ = E.elam_correct(lm, p, ref, self.options.closed_threshold)
             face.landmarks = corrected
-        return EyeMeasure(p, raw, ref)
+        return EyeMeasure(p, ref)
 
     def gaze(self, face: FaceResult, m: EyeMeasure) -> None:
         """Step 4: eyeLook* from the irises; a closed eye keeps its last gaze (its iris is not seen)."""
@@ -172,11 +163,6 @@ class EyeStage:
                                            openness=float(openness[1])),
         )
         face.mouth_openness = E.mouth_openness(lm)
-        if face.blendshapes is not None:
-            closed = (bool(face.blendshapes[BLINK[0]] >= 0.5), bool(face.blendshapes[BLINK[1]] >= 0.5))
-        elif np.isfinite(p).all():
-            closed = (bool(p[0] >= 0.5), bool(p[1] >= 0.5))
-        else:
-            closed = (bool(openness[0] < 0.5), bool(openness[1] < 0.5))
+        closed = closed_eyes(self.options, face.blendshapes, p, openness)
         return [EyeEvent(track_id=face.track_id, kind=e.kind, start_frame=e.start_frame, end_frame=e.end_frame)
                 for e in te.blinks.update(frame_index, closed)]

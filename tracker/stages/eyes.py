@@ -1,4 +1,4 @@
-"""Eye geometry on the 478 landmarks: aligned eye crops, lid openings, ELAM, gaze, blink events.
+"""Eye geometry on the 478 landmarks: aligned eye crops, lid openings, ELAM, gaze.
 
 One responsibility per piece, all pure numpy except the crop (OpenCV warp):
 
@@ -8,7 +8,6 @@ One responsibility per piece, all pure numpy except the crop (OpenCV warp):
   the classic EAR baseline.
 - `elam_correct`: the paper's ELAM rule, generalised (see the function).
 - `iris_gaze`: the eyeLook* weights from the iris centre within the eye opening.
-- `BlinkDetector`: blink and wink events (start/end frame) from per-eye closure.
 
 "Left" is always the subject's left eye (the image's right side in a non-mirrored view).
 """
@@ -16,7 +15,6 @@ One responsibility per piece, all pure numpy except the crop (OpenCV warp):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -43,8 +41,7 @@ LIP_OUTER_UPPER = np.array([39, 37, 0, 267, 269])
 LIP_OUTER_LOWER = np.array([181, 84, 17, 314, 405])
 MOUTH_CORNERS = (61, 291)
 
-SIDES = ("left", "right")
-"""Order of eyes in every (2, ...) array here: the subject's left, then right."""
+# Every (2, ...) array here holds the subject's left eye, then the right.
 
 CROP_SIZE = (48, 36)
 """Eye crop (width, height) in pixels: the eye-state engine's input."""
@@ -54,13 +51,14 @@ CROP_Y_SHIFT = -0.08
 """Vertical shift of the crop centre, in crop widths (negative = up, toward the brow)."""
 
 
-def eye_crop_transforms(landmarks: np.ndarray, size: tuple[int, int] = CROP_SIZE) -> np.ndarray:
+def eye_crop_transforms(landmarks: np.ndarray, size: tuple[int, int] = CROP_SIZE, scale: float = CROP_SCALE,
+                        y_shift: float = CROP_Y_SHIFT) -> np.ndarray:
     """(2, 2, 3) affine maps image -> crop pixels for the left and right eye.
 
     Per eye: x runs from the outer to the inner corner (so the left eye's frame is mirrored:
     its x points to the image's left), y points down the face for both; the crop is
-    CROP_SCALE times the nearer eye's width wide (a turned head keeps the scale), centred
-    on the corners' midpoint shifted by CROP_Y_SHIFT crop widths. Plain floats: six points.
+    `scale` times the nearer eye's width wide (a turned head keeps the scale), centred
+    on the corners' midpoint shifted by `y_shift` crop widths. Plain floats: six points.
     """
     lm = landmarks
     lox, loy = float(lm[L_CORNERS[0], 0]), float(lm[L_CORNERS[0], 1])
@@ -71,12 +69,12 @@ def eye_crop_transforms(landmarks: np.ndarray, size: tuple[int, int] = CROP_SIZE
     n = max(math.hypot(dx, dy), 1e-9)
     dx, dy = dx / n, dy / n
     downx, downy = -dy, dx
-    w = CROP_SCALE * max(math.hypot(lix - lox, liy - loy), math.hypot(rix - rox, riy - roy), 1e-6)
+    w = scale * max(math.hypot(lix - lox, liy - loy), math.hypot(rix - rox, riy - roy), 1e-6)
     cw, ch = size
     s = cw / w
     out = np.empty((2, 2, 3))
     for k, (cx, cy, sx) in enumerate((((lox + lix) / 2, (loy + liy) / 2, -1.0), ((rox + rix) / 2, (roy + riy) / 2, 1.0))):
-        cx, cy = cx + CROP_Y_SHIFT * w * downx, cy + CROP_Y_SHIFT * w * downy
+        cx, cy = cx + y_shift * w * downx, cy + y_shift * w * downy
         ax, ay = sx * dx * s, sx * dy * s
         bx, by = downx * s, downy * s
         out[k, 0] = (ax, ay, cw / 2 - (ax * cx + ay * cy))
@@ -84,12 +82,14 @@ def eye_crop_transforms(landmarks: np.ndarray, size: tuple[int, int] = CROP_SIZE
     return out
 
 
-def cut_eye_crops(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int] = CROP_SIZE) -> np.ndarray:
+def cut_eye_crops(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int] = CROP_SIZE,
+                  scale: float = CROP_SCALE, y_shift: float = CROP_Y_SHIFT) -> np.ndarray:
     """(2, H, W) uint8 grey crops of the left and right eye (the left one mirrored).
 
-    image: HxWx3 RGB or HxW grey. Only the crops are converted to grey (not the frame).
+    image: HxWx3 RGB or HxW grey. Only the crops are converted to grey (not the frame). An engine
+    passes the size, scale and shift it was trained with (its metadata), not these defaults.
     """
-    mats = eye_crop_transforms(landmarks, size)
+    mats = eye_crop_transforms(landmarks, size, scale, y_shift)
     out = np.empty((2, size[1], size[0]), np.uint8)
     for k, m in enumerate(mats):
         shrink = m[0, 0] ** 2 + m[0, 1] ** 2 < 1
@@ -198,59 +198,3 @@ def iris_gaze(lm: np.ndarray) -> np.ndarray:
         dy = float((c - mid) @ ey) / w
         out[k] = [max(dy, 0) / 0.12, max(dx, 0) / 0.22, max(-dx, 0) / 0.22, max(-dy, 0) / 0.12]
     return np.clip(out, 0.0, 1.0)
-
-
-@dataclass
-class BlinkEvent:
-    """A closure of one or both eyes: start and end frame (inclusive)."""
-
-    kind: str  # "blink" (both eyes) or "wink_left" / "wink_right"
-    start_frame: int
-    end_frame: int
-
-
-@dataclass
-class BlinkDetector:
-    """Blink and wink events from per-frame closure decisions of one track.
-
-    An eye's closure run starts when it is closed and ends on the first open frame. A run
-    ends as an event: a blink when both eyes were closed together for most of it, else a
-    wink of the closed eye. Runs longer than `max_frames` are closures, not blinks, but are
-    reported the same way (start and end) with their kind.
-    """
-
-    min_overlap: float = 0.5
-    _runs: list[int | None] = field(default_factory=lambda: [None, None])
-    _both: int = 0
-    _len: int = 0
-    _start: int | None = None
-    _closed_count: list[int] = field(default_factory=lambda: [0, 0])
-
-    def update(self, frame: int, closed: tuple[bool, bool]) -> list[BlinkEvent]:
-        """Feed one frame's (left, right) closure; returns the events that ended on it."""
-        events: list[BlinkEvent] = []
-        any_closed = closed[0] or closed[1]
-        if any_closed:
-            if self._start is None:
-                self._start, self._len, self._both, self._closed_count = frame, 0, 0, [0, 0]
-            self._len += 1
-            self._both += int(closed[0] and closed[1])
-            self._closed_count[0] += int(closed[0])
-            self._closed_count[1] += int(closed[1])
-            self._last = frame
-        elif self._start is not None:
-            events.append(self._finish())
-        return events
-
-    def flush(self) -> list[BlinkEvent]:
-        """End an open run (end of stream)."""
-        return [self._finish()] if self._start is not None else []
-
-    def _finish(self) -> BlinkEvent:
-        start, end = self._start, self._last
-        if self._both >= self.min_overlap * self._len:
-            kind = "blink"
-        else:
-            kind = "wink_left" if self._closed_count[0] >= self._closed_count[1] else "wink_right"
-        self._start = None
-        return BlinkEvent(kind, int(start), int(end))

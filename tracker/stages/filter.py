@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.stages.eye_options import EyeOptions
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
@@ -77,7 +78,6 @@ class FilterConfig(BaseModel):
     pose_beta: float = Field(4.0, ge=0)
     weight_min_cutoff: float = Field(2.0, gt=0)
     weight_beta: float = Field(4.0, ge=0)
-    blink_snap: float = Field(0.25, gt=0, description="eyeBlink jump passed through at once.")
     mouth_snap: float = Field(0.25, gt=0, description="jawOpen/mouthClose jump passed through at once.")
 
 
@@ -98,6 +98,7 @@ class TrackFilter:
     """One track's filters: landmarks, pose (quaternion + translation), blendshapes, model weights."""
 
     config: FilterConfig
+    blink_snap: float
     landmarks: OneEuroFilter | None = None
     rotation: OneEuroFilter | None = None
     translation: OneEuroFilter | None = None
@@ -116,7 +117,7 @@ class TrackFilter:
         self.rotation = OneEuroFilter(c.pose_min_cutoff, c.pose_beta)
         self.translation = OneEuroFilter(c.pose_min_cutoff, c.pose_beta)
         bsnap = np.full(len(ARKIT_BLENDSHAPES), np.inf)
-        bsnap[BLINK_CHANNELS] = c.blink_snap
+        bsnap[BLINK_CHANNELS] = self.blink_snap
         bsnap[FAST_CHANNELS] = c.mouth_snap
         self.blendshapes = OneEuroFilter(c.weight_min_cutoff, c.weight_beta, snap=bsnap)
         self.expression = OneEuroFilter(c.weight_min_cutoff, c.weight_beta)
@@ -125,8 +126,11 @@ class TrackFilter:
 class FaceFilter:
     """Filters every tracked face's results in place; one per stream."""
 
-    def __init__(self, config: FilterConfig | None = None) -> None:
+    def __init__(self, config: FilterConfig | None = None,
+                 blink_snap: float = EyeOptions.model_fields["blink_snap"].default) -> None:
+        """`blink_snap` is the eye options' (TrackerConfig.eyes): every eye-closure threshold lives there."""
         self.config = config or FilterConfig()
+        self.blink_snap = blink_snap
         self._tracks: dict[int, TrackFilter] = {}
 
     def forget(self, track_ids: list[int]) -> None:
@@ -142,7 +146,7 @@ class FaceFilter:
 
         tf = self._tracks.get(face.track_id)
         if tf is None:
-            tf = self._tracks[face.track_id] = TrackFilter(self.config)
+            tf = self._tracks[face.track_id] = TrackFilter(self.config, self.blink_snap)
         lm = np.asarray(face.landmarks, np.float64)
         scale = max(float(np.linalg.norm(lm[L_CORNERS[0], :2] - lm[R_CORNERS[0], :2])), 1e-6)
         # parameters in face widths: the speed term and the snap threshold scale with the face

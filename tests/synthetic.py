@@ -1,4 +1,4 @@
-"""Plausible random results and metadata: for tests, benchmarks and client development without a camera."""
+"""Plausible random results and metadata: for the tests and scripts/fuzz.py, without a camera or a model."""
 
 from __future__ import annotations
 
