@@ -39,10 +39,9 @@ from facetrack.tracker.core.schema import (
     HeadPose,
     StreamMetadata,
 )
-from facetrack.tracker.core.sinks import Sink
+from facetrack.tracker.core.sinks import PARTIAL_SUFFIX, Sink
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".csv", ".parquet", ".npz")
-PARTIAL_SUFFIX = ".partial"
 PARQUET_ROW_GROUP = 256
 PARQUET_METADATA_KEY = b"facetrack.meta"
 

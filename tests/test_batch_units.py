@@ -158,7 +158,7 @@ def test_blinks_per_minute_is_none_without_eye_state() -> None:
 
 def test_ray_missing_is_a_clear_usage_error(tmp_path: Path) -> None:
     _touch(tmp_path / "clip.mp4")
-    hide_ray = "import sys; sys.modules['ray'] = None; from facetrack.tracker.batch.run import main; main()"
+    hide_ray = "import sys; sys.modules['ray'] = None; from facetrack.tracker.cli.batch import main; main()"
     done = subprocess.run(
         [sys.executable, "-c", hide_ray, str(tmp_path), "--out-dir", str(tmp_path / "out"), "--ray"],
         capture_output=True, text=True, timeout=60, check=False,

@@ -218,7 +218,3 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = x + rng.normal(0, rng.uniform(0.01, 0.05), x.shape)
     return np.clip(x * 255.0, 0, 255).astype(np.uint8)
 
-
-def plain(crop: np.ndarray) -> np.ndarray:
-    """The evaluation view of a stored crop: resized to the network's input size."""
-    return cv2.resize(crop, CROP_SIZE, interpolation=cv2.INTER_AREA)

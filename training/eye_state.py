@@ -19,7 +19,7 @@ import numpy as np
 
 from facetrack.tracker.stages.eyes import CROP_SCALE, CROP_SIZE, CROP_Y_SHIFT
 from facetrack.training.export import attach_metadata, export_batched
-from facetrack.training.eye_data import EyeSet, augment, plain
+from facetrack.training.eye_data import EyeSet, augment
 
 log = logging.getLogger("facetrack.training")
 

@@ -2,38 +2,31 @@
 
 One result file per clip, `summary.csv` / `summary.json` and `manifest.json` in the
 output folder. Nothing is lost when a run dies: outputs appear only when complete
-(see `batch_worker`), the manifest is replaced atomically after every clip, and
+(see worker.py), the manifest is replaced atomically after every clip, and
 `--resume` skips the clips that are done and redoes the rest. docs/batch.md has the
 user's guide.
 
->>> report = run_batch(BatchConfig(inputs=["shoot/"], out_dir=Path("results"), workers=2))
+>>> from facetrack.adapters.file_sinks import open_file_sink
+>>> report = run_batch(BatchConfig(inputs=["shoot/"], out_dir=Path("results"), workers=2), open_file_sink)
 >>> report.exit_code
 0
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import platform
 import shutil
-import signal
-import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
-import click
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from pydantic import BaseModel, ConfigDict, Field
 
+from facetrack.tracker.batch.dispatch import dispatch_pool, dispatch_ray
 from facetrack.tracker.batch.inputs import InputError, absolute_spec, assign_stems, expand_inputs
 from facetrack.tracker.batch.manifest import (
     ClipRecord,
@@ -52,25 +45,15 @@ from facetrack.tracker.batch.worker import (
     WORK_DIR,
     ClipJob,
     ClipOutcome,
-    failed_outcome,
-    init_pool_worker,
-    pool_task,
 )
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.core.errors import FacetrackError
+from facetrack.tracker.core.sinks import SinkOpener
 
 ResultFormat = Literal["parquet", "npz", "jsonl", "csv"]
 EXIT_OK = 0
 EXIT_CLIPS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-MAX_WORKER_CRASHES = 2
-"""A clip whose worker process died this many times (OOM kill, native crash) is failed, not retried."""
-MAX_BARREN_POOLS = 3
-"""Pools in a row whose workers die before any clip starts: the installation is broken, stop."""
-POLL_SECONDS = 0.2
-WORKER_LOG = "workers.log"
-"""Where worker processes' stderr goes, in the output folder (appended across runs)."""
 
 
 def default_workers() -> int:
@@ -118,70 +101,43 @@ class BatchReport(BaseModel):
         return EXIT_OK if all(clip.status == "ok" for clip in self.clips) else EXIT_CLIPS_FAILED
 
 
-# ---- progress ------------------------------------------------------------------------------
+
+class BatchProgress(Protocol):
+    """What a run reports as it goes: tracker/cli/batch.py draws it, `QuietProgress` drops it."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def begin(self, total: int, skipped: int, backend: str, out_dir: Path) -> None: ...
+
+    def clip_started(self, name: str, worker: str, lane: str) -> None: ...
+
+    def clip_frames(self, lane: str, frames: int, expected: int | None) -> None: ...
+
+    def clip_done(self, record: ClipRecord) -> None: ...
 
 
-class BatchProgress:
-    """An overall bar plus one line per worker on a terminal; plain log lines otherwise."""
+class QuietProgress:
+    """No progress output (the API's default)."""
 
-    def __init__(self, console: Console, live: bool, quiet: bool = False) -> None:
-        self._console = console
-        self._live = live and not quiet
-        self._quiet = quiet
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-            TimeElapsedColumn(), console=console, disable=not self._live,
-        )  # fmt: skip
-        self._overall: TaskID | None = None
-        self._lanes: dict[str, TaskID] = {}
-        self._done = 0
-        self._total = 0
-
-    def __enter__(self) -> BatchProgress:
-        self._progress.__enter__()
+    def __enter__(self) -> QuietProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.__exit__(*exc)
-
-    def _line(self, text: str) -> None:
-        if not self._live and not self._quiet:
-            self._console.print(text, markup=False, highlight=False, soft_wrap=True)
+        """Nothing to release."""
 
     def begin(self, total: int, skipped: int, backend: str, out_dir: Path) -> None:
-        self._total, self._done = total, skipped
-        self._overall = self._progress.add_task("[bold]clips", total=total, completed=skipped, note="")
-        self._line(f"batch: {total} clips ({skipped} already done) on {backend} -> {out_dir}")
+        """Nothing to show."""
 
     def clip_started(self, name: str, worker: str, lane: str) -> None:
-        """A clip began in `lane`: a worker process, or the clip itself on Ray (one line per task)."""
-        self._line(f"start {name} on {worker}")
-        task = self._lanes.get(lane)
-        if task is None:
-            self._lanes[lane] = self._progress.add_task(f"  {lane}", total=None, note=name)
-        else:
-            self._progress.reset(task, total=None, note=name)
+        """Nothing to show."""
 
     def clip_frames(self, lane: str, frames: int, expected: int | None) -> None:
-        task = self._lanes.get(lane)
-        if task is not None:
-            self._progress.update(task, completed=frames, total=expected)
+        """Nothing to show."""
 
     def clip_done(self, record: ClipRecord) -> None:
-        self._done += 1
-        fps = f"{record.fps:.1f} fps" if record.fps else "-"
-        text = f"[{self._done}/{self._total}] {record.status:<7} {record.name}  {record.frames} frames  {fps}"
-        self._line(text + (f"  error: {record.error}" if record.error else ""))
-        if self._overall is not None:
-            self._progress.update(self._overall, completed=self._done, note=f"last: {record.name} {record.status}")
-        if (own := self._lanes.pop(record.name, None)) is not None:
-            self._progress.remove_task(own)
-        for task in self._progress.tasks:
-            if task.fields.get("note") == record.name and task.id != self._overall:
-                self._progress.update(task.id, completed=record.frames, note="idle")
-
-
-# ---- the run -------------------------------------------------------------------------------
+        """Nothing to show."""
 
 
 @contextmanager
@@ -230,7 +186,7 @@ def _check_resumable(manifest: Manifest | None, config: BatchConfig, out_dir: Pa
         )
 
 
-class _Run:
+class BatchRun:
     """The bookkeeping of one invocation: records, manifest writes, progress."""
 
     def __init__(self, config: BatchConfig, manifest: Manifest, progress: BatchProgress) -> None:
@@ -257,7 +213,7 @@ class _Run:
         self.progress.clip_done(record)
 
 
-def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> BatchReport:
+def run_batch(config: BatchConfig, open_sink: SinkOpener, progress: BatchProgress | None = None) -> BatchReport:
     """Track every clip the config names; returns when all are done or on Ctrl-C / SIGTERM.
 
     Raises InputError / ManifestError / RayUnavailableError before any clip starts when
@@ -271,7 +227,7 @@ def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> Bat
         import_ray()  # fail before anything is written
     out_dir = config.out_dir.resolve()
     config = config.model_copy(update={"out_dir": out_dir})
-    progress = progress or BatchProgress(Console(stderr=True), live=False, quiet=True)
+    progress = progress or QuietProgress()
     given = [absolute_spec(spec) for spec in config.inputs]
     if given:
         expand_inputs(given)  # a typo fails here, before the output folder is made
@@ -318,6 +274,7 @@ def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> Bat
                     extension=extension,
                     out_dir=str(out_dir),
                     tracker=config.tracker_config().model_copy(update={"stream_id": name}),
+                    open_sink=open_sink,
                 )
             )
         entry = RunEntry(
@@ -329,15 +286,15 @@ def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> Bat
         (out_dir / WORK_DIR).mkdir()
         remove_stale_temporaries(out_dir)
         save_manifest(out_dir, manifest)
-        run = _Run(config, manifest, progress)
+        run = BatchRun(config, manifest, progress)
         interrupted = False
         with progress:
             progress.begin(len(records), len(records) - len(jobs), backend, out_dir)
             try:
                 if jobs and config.ray_address is not None:
-                    _dispatch_ray(config, jobs, run)
+                    dispatch_ray(config, jobs, run)
                 elif jobs:
-                    _dispatch_pool(config, jobs, run)
+                    dispatch_pool(config, jobs, run)
             except KeyboardInterrupt:
                 interrupted = True
                 for record in records:
@@ -355,236 +312,3 @@ def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> Bat
     )  # fmt: skip
 
 
-def _dispatch_ray(config: BatchConfig, jobs: list[ClipJob], run: _Run) -> None:
-    from facetrack.tracker.batch.ray_cluster import ray_cluster, run_on_ray
-
-    with ray_cluster(config.ray_address or "auto", config.workers) as ray:
-        run_on_ray(
-            ray, jobs, config.cpus_per_clip, config.gpus_per_clip,
-            on_start=lambda job: run.started(job.name, "ray", lane=job.name), on_done=run.finished,
-        )  # fmt: skip
-
-
-class _PoolRound:
-    """One process pool over the clips still to do, until they are done or a worker dies."""
-
-    def __init__(self, config: BatchConfig, remaining: dict[str, ClipJob], run: _Run) -> None:
-        self._remaining = remaining
-        self._run = run
-        self._context = multiprocessing.get_context("spawn")
-        self._events = self._context.SimpleQueue()
-        self._pids: set[int] = set()
-        self.in_progress: set[str] = set()
-        self.finished = 0
-        self._executor = ProcessPoolExecutor(
-            max_workers=min(config.workers, len(remaining)), mp_context=self._context,
-            initializer=init_pool_worker,
-            initargs=(config.tracker_config(), self._events, str(run.out_dir / WORKER_LOG)),
-        )  # fmt: skip
-
-    def _drain(self) -> None:
-        while not self._events.empty():
-            kind, worker, pid, name, frames, expected = self._events.get()
-            if kind == "hello":
-                self._pids.add(pid)
-            elif name in self._remaining and kind == "start":
-                self.in_progress.add(name)
-                self._run.started(name, worker, lane=worker)
-            elif name in self._remaining:
-                self._run.progress.clip_frames(worker, frames, expected)
-
-    def _finish(self, job: ClipJob, outcome: ClipOutcome) -> None:
-        self._remaining.pop(job.name, None)
-        self.in_progress.discard(job.name)
-        self.finished += 1
-        self._run.finished(outcome)
-
-    def run(self) -> bool:
-        """Track until every clip is reported; False when the pool broke (a worker died) first."""
-        futures = {self._executor.submit(pool_task, job): job for job in self._remaining.values()}
-        broken = False
-        try:
-            while futures and not broken:
-                done, _ = wait(futures, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-                self._drain()
-                for future in done:
-                    job = futures.pop(future)
-                    try:
-                        self._finish(job, future.result())
-                    except BrokenProcessPool:
-                        broken = True
-                    except Exception as exc:  # the task failed outside process_clip (e.g. pickling)
-                        self._finish(job, failed_outcome(job.name, f"{type(exc).__name__}: {exc}"))
-        except BaseException:
-            for pid in self._pids:  # Ctrl-C / SIGTERM: stop now, unfinished files stay in .work/
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            raise
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._drain()
-        for future, job in futures.items():  # finished between the break and the shutdown
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._finish(job, future.result())
-        return not broken
-
-
-def _dispatch_pool(config: BatchConfig, jobs: list[ClipJob], run: _Run) -> None:
-    """The clips on a `spawn` process pool; a pool broken by a dying worker is rebuilt.
-
-    The clips in progress when a worker died count one crash each (MAX_WORKER_CRASHES and
-    a clip is failed); the others are simply resubmitted. Ctrl-C / SIGTERM kill the
-    workers; their unfinished files are in .work/ and discarded.
-    """
-    remaining = {job.name: job for job in jobs}
-    crashes: dict[str, int] = {}
-    barren = 0  # pools in a row that broke before finishing or starting any clip
-    while remaining:
-        pool = _PoolRound(config, remaining, run)
-        if pool.run():
-            continue
-        suspects = pool.in_progress & remaining.keys()
-        barren = 0 if suspects or pool.finished else barren + 1
-        if barren >= MAX_BARREN_POOLS:
-            raise FacetrackError(
-                "the worker processes die before they start any clip; run `facetrack run` on one clip to see why "
-                f"(and see {run.out_dir / WORKER_LOG})"
-            )
-        for name in suspects:
-            crashes[name] = crashes.get(name, 0) + 1
-            run.manifest.clips[name].status = "pending"
-            if crashes[name] >= MAX_WORKER_CRASHES:
-                error = (
-                    f"the worker process died {crashes[name]} times while tracking this clip (killed, out of "
-                    "memory, or a crash in native code)"
-                )
-                run.finished(failed_outcome(name, error))
-                del remaining[name]
-
-
-# ---- command line --------------------------------------------------------------------------
-
-
-def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _print_report(console: Console, report: BatchReport) -> None:
-    counts = {
-        status: sum(c.status == status for c in report.clips) for status in ("ok", "partial", "failed", "pending")
-    }
-    frames = sum(c.frames for c in report.clips)
-    console.print(
-        f"{len(report.clips)} clips: {counts['ok']} ok, {counts['partial']} partial, {counts['failed']} failed"
-        + (f", {counts['pending']} not done (interrupted: rerun with --resume)" if counts["pending"] else "")
-        + f"; {report.skipped} skipped as already done; {frames} frames in {report.wall_seconds:.1f} s. "
-        f"Summary: {report.out_dir / 'summary.csv'}",
-        markup=False, highlight=False, soft_wrap=True,
-    )  # fmt: skip
-    for clip in report.clips:
-        if clip.status in ("partial", "failed"):
-            console.print(f"  {clip.status}: {clip.input}: {clip.error}", markup=False, highlight=False, soft_wrap=True)
-
-
-@click.command("batch", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("inputs", nargs=-1)
-@click.option(
-    "-o",
-    "--out-dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the result files, summary.csv/.json and manifest.json.",
-)
-@click.option(
-    "-j",
-    "--workers",
-    type=click.IntRange(1, 512),
-    default=None,
-    help="Worker processes (or local Ray CPUs); default: the CPUs available.",
-)
-@click.option(
-    "--format",
-    "result_format",
-    type=click.Choice(["parquet", "npz", "jsonl", "csv"]),
-    default="parquet",
-    show_default=True,
-    help="Result file format, one file per clip.",
-)
-@click.option("--resume", is_flag=True, help="Continue the run in --out-dir: skip finished clips, redo the rest.")
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="auto",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Run clips as Ray tasks: 'auto' (or no value) starts a local cluster; else a cluster address.",
-)
-@click.option(
-    "--cpus-per-clip",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Ray: CPUs each clip's task requests.",
-)
-@click.option(
-    "--gpus-per-clip",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Ray: GPUs each clip's task requests.",
-)
-@click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
-@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Track at most N frames of each clip.")
-@click.option("--quiet", is_flag=True, help="No progress output, only the final report.")
-def batch_command(
-    inputs: tuple[str, ...],
-    out_dir: Path,
-    workers: int | None,
-    result_format: str,
-    resume: bool,
-    ray_address: str | None,
-    cpus_per_clip: float,
-    gpus_per_clip: float,
-    max_faces: int,
-    max_frames: int | None,
-    quiet: bool,
-) -> None:
-    """Track every clip in INPUTS (folders, globs, files, @list.txt) into one result file each.
-
-    Writes summary.csv/summary.json and manifest.json next to the results. Exit code 0
-    when every clip is ok, 1 when any failed or is partial, 2 for unusable arguments,
-    130 when interrupted (continue with --resume).
-    """
-    console = Console(stderr=True, soft_wrap=True)
-    if ray_address is not None and ":" not in ray_address and ray_address != "auto" and Path(ray_address).exists():
-        raise click.UsageError(
-            f"--ray took {ray_address!r}, an input path, as its address: write --ray=auto or put --ray after the inputs"
-        )
-    try:
-        config = BatchConfig(
-            inputs=list(inputs), out_dir=out_dir, format=result_format, resume=resume, ray_address=ray_address,
-            cpus_per_clip=cpus_per_clip, gpus_per_clip=gpus_per_clip, max_faces=max_faces, max_frames=max_frames,
-            **({"workers": workers} if workers is not None else {}),
-        )  # fmt: skip
-    except ValidationError as exc:
-        raise click.UsageError(str(exc)) from None
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        report = run_batch(config, BatchProgress(console, live=console.is_terminal, quiet=quiet))
-    except KeyboardInterrupt:  # before any clip started
-        sys.exit(EXIT_INTERRUPTED)
-    except FacetrackError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(EXIT_USAGE)
-    _print_report(console, report)
-    sys.exit(report.exit_code)
-
-
-def main() -> None:
-    """`python -m facetrack.tracker.batch.run ...`: the command without the `facetrack` group."""
-    batch_command(prog_name="facetrack batch")
-
-
-if __name__ == "__main__":
-    main()

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core.errors import SinkError, SourceDecodeError, SourceOpenError
 from facetrack.tracker.core.schema import FrameResult
+from facetrack.tracker.core.sinks import PARTIAL_SUFFIX, SinkOpener
 
 if TYPE_CHECKING:  # the parent process never needs mediapipe
     from facetrack.tracker.pipeline import Tracker
@@ -48,6 +49,7 @@ class ClipJob(BaseModel):
     extension: str
     out_dir: str
     tracker: TrackerConfig
+    open_sink: SinkOpener = Field(description="Opens the clip's results file (a module-level function: it is pickled).")
 
 
 class ClipOutcome(BaseModel):
@@ -113,8 +115,6 @@ def process_clip(job: ClipJob, tracker: Tracker, progress: Progress | None = Non
     Never raises for a bad clip: open failures, decode errors and sink errors become the
     outcome's status and error text; only KeyboardInterrupt/SystemExit propagate.
     """
-    from facetrack.adapters.file_sinks import PARTIAL_SUFFIX, open_file_sink
-
     out_dir = Path(job.out_dir)
     final = out_dir / f"{job.name}{job.extension}"
     temporary = out_dir / WORK_DIR / f"{job.name}.{worker_id().replace(':', '-')}{job.extension}"
@@ -154,7 +154,7 @@ def process_clip(job: ClipJob, tracker: Tracker, progress: Progress | None = Non
     if progress is not None:
         progress("frames", job.name, 0, expected)
     try:
-        sink = open_file_sink(temporary)
+        sink = job.open_sink(temporary)
     except SinkError as exc:
         results.close()
         error = str(exc)

@@ -455,7 +455,7 @@ def keys_init(folder: Path, clients: tuple[str, ...]) -> None:
 
 
 def _mount_subcommands() -> None:
-    from facetrack.tracker.batch.run import batch_command
+    from facetrack.tracker.cli.batch import batch_command
     from facetrack.tracker.cli.demo import demo_command
     from facetrack.tracker.cli.engines import engines_group
     from facetrack.tracker.cli.models import models_group

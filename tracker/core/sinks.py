@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 from facetrack.tracker.core.schema import FrameResult, StreamMetadata
 
 log = logging.getLogger("facetrack.sinks")
+
+PARTIAL_SUFFIX = ".partial"
+"""A file sink writes `<name><PARTIAL_SUFFIX>` and renames it to `<name>` when it closes."""
 
 
 @runtime_checkable
@@ -44,3 +48,8 @@ def end_sinks(sinks: Iterable[Sink], keep: bool) -> None:
                 sink.close()
         except Exception:
             log.exception("closing %s failed", type(sink).__name__)
+
+
+SinkOpener = Callable[[str | os.PathLike[str]], Sink]
+"""Opens a results file sink for a path, its format from the extension (adapters/file_sinks.open_file_sink;
+batch/ gets it from the CLI, so tracker/ needs no adapters)."""
