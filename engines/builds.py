@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import asdict, dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from facetrack.engines.backends import BackendName, open_network, select_backend
 from facetrack.engines.eye_state import DEFAULT_ENGINE as EYE_STATE_ONNX
 from facetrack.engines.onnx_runtime import EngineError, sha256_file, sidecar_path, write_sidecar
 from facetrack.tracker.core.paths import data_dir
+from facetrack.tracker.core.versions import package_version
 
 # name -> (input size, input range) of the wheel's models (mediapipe's graph feeds them so)
 TFLITE_INPUTS: dict[str, tuple[int, tuple[float, float]]] = {
@@ -40,10 +40,10 @@ def converted_path(name: str) -> Path:
 
 
 def _converter_version() -> str:
-    try:
-        return version("tflite2onnx")
-    except PackageNotFoundError:
-        raise EngineError("converting the TFLite models needs tflite2onnx: pip install 'facetrack[convert]'") from None
+    found = package_version("tflite2onnx")
+    if found is None:
+        raise EngineError("converting the TFLite models needs tflite2onnx: pip install 'facetrack[convert]'")
+    return found
 
 
 def _convert(source: Path, out: Path) -> None:

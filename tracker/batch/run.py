@@ -20,7 +20,6 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -48,6 +47,7 @@ from facetrack.tracker.batch.worker import (
 )
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core.sinks import SinkOpener
+from facetrack.tracker.core.versions import package_version
 
 ResultFormat = Literal["parquet", "npz", "jsonl", "csv"]
 EXIT_OK = 0
@@ -162,10 +162,7 @@ def _versions(with_ray: bool) -> dict[str, str]:
     packages = ["facetrack", "mediapipe", "av", "numpy", "pyarrow", "pydantic"] + (["ray"] if with_ray else [])
     found = {"python": platform.python_version(), "platform": platform.platform()}
     for package in packages:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "not installed"
+        found[package] = package_version(package) or "not installed"
     return found
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from facetrack.tracker.batch.manifest import (
     ClipRecord,
 )
 from facetrack.tracker.batch.run import EXIT_INTERRUPTED, EXIT_USAGE, BatchConfig, BatchReport, run_batch
+from facetrack.tracker.cli.common import interrupt_on_sigterm
 from facetrack.tracker.core.errors import FacetrackError
 
 
@@ -80,10 +80,6 @@ class ConsoleProgress:
             if task.fields.get("note") == record.name and task.id != self._overall:
                 self._progress.update(task.id, completed=record.frames, note="idle")
 
-
-
-def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _print_report(console: Console, report: BatchReport) -> None:
@@ -186,7 +182,7 @@ def batch_command(
         )  # fmt: skip
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from None
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    interrupt_on_sigterm()
     try:
         report = run_batch(config, open_file_sink, ConsoleProgress(console, live=console.is_terminal, quiet=quiet))
     except KeyboardInterrupt:  # before any clip started

@@ -9,27 +9,33 @@ where decoding overlaps tracking on its own thread.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import socket
+import sys
 import threading
 import time
 from collections import deque
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
+import click
 import numpy as np
 import psutil
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from rich.console import Console
 from rich.table import Table
 
 from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
 from facetrack.adapters.zmq_subscriber import Subscriber
 from facetrack.engines.backends import select_backend
+from facetrack.tracker.cli.common import EXIT_USAGE, engine_fields, engine_options, err, usage_error
 from facetrack.tracker.config import TrackerConfig
+from facetrack.tracker.core.errors import FacetrackError
 from facetrack.tracker.core.schema import FrameResult, SourceInfo
 from facetrack.tracker.core.timing import StageSummary, StageTimings
+from facetrack.tracker.core.versions import package_version
 from facetrack.tracker.pipeline import Tracker
 from facetrack.tracker.sources.config import SourceConfig
 from facetrack.tracker.sources.frame_source import open_source
@@ -204,15 +210,9 @@ def run_bench(config: BenchConfig) -> BenchReport:
         cpu_count=os.cpu_count() or 1,
         threads=threading.active_count(),
         machine=f"{platform.machine()} {platform.processor() or platform.system()}",
-        versions={name: _version(name) for name in ("mediapipe", "av", "pyzmq", "numpy", "onnxruntime", "ai-edge-litert")},
+        versions={name: package_version(name) or "not installed"
+                  for name in ("mediapipe", "av", "pyzmq", "numpy", "onnxruntime", "ai-edge-litert")},
     )
-
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 class _Done(Exception):
@@ -281,3 +281,80 @@ def render_report(report: BenchReport) -> Table:
         table.caption += (f"\nRSS over {m.seconds:.0f} s: {m.rss_start_mb:.1f} -> {m.rss_end_mb:.1f} MB "
                           f"(max growth {m.growth_mb:.1f} MB)")
     return table
+
+
+
+def _batch_sizes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(b) for b in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r}: comma-separated positive batch sizes, e.g. 1,8,64,256")
+    return sizes
+
+@click.command()
+@click.argument("source")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None)
+@engine_options
+@click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--model", default="builtin", show_default=True, help="Face model to fit; `none` for landmarks only.")
+@click.option("--no-eyes", is_flag=True, help="Without the eye stages.")
+@click.option("--no-filter", is_flag=True, help="Without the temporal filter.")
+@click.option("--realtime", is_flag=True, help="Pace the file as a live source and report capture-to-publish latency.")
+@click.option("--loop-seconds", type=float, default=None, help="Loop the file this long and report memory growth.")
+@click.option("--throughput", is_flag=True,
+              help="Batch mode instead: faces/s of landmarks + eye state (+ the regressor with --engine regress) "
+                   "at --batches, on a face of SOURCE's first frame.")
+@click.option("--batches", default="1,8,64,256", show_default=True, callback=_batch_sizes,
+              help="Batch sizes for --throughput.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Repeats per --throughput figure (median and range reported).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report as JSON.")
+def bench(source: str, max_frames: int | None, landmark_engine: str, regressor: Path | None, backend: str,
+          max_faces: int, model: str, no_eyes: bool, no_filter: bool, realtime: bool, loop_seconds: float | None,
+          throughput: bool, batches: tuple[int, ...], repeats: int, json_out: Path | None) -> None:
+    """Per-stage timings (median, p90) and end-to-end fps on SOURCE; with --throughput, batch faces/s."""
+    from facetrack.tracker.cli.bench import BenchConfig, render_report, run_bench
+
+    if throughput:
+        _throughput(source, landmark_engine, regressor, backend, batches, repeats, json_out)
+        return
+    config = BenchConfig(source=source, max_frames=max_frames, max_faces=max_faces, realtime=realtime,
+                         loop_seconds=loop_seconds, model=None if model == "none" else model,
+                         eyes=not no_eyes, filter=not no_filter, backend=backend,
+                         **engine_fields(landmark_engine, regressor))
+    try:
+        report = run_bench(config)
+    except ValidationError as exc:
+        raise usage_error(exc) from None
+    except FacetrackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_USAGE)
+    Console().print(render_report(report))
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.model_dump(), indent=2))
+
+
+def _throughput(source: str, engine: str, regressor: Path | None, backend: str, batches: tuple[int, ...], repeats: int,
+                json_out: Path | None) -> None:
+    """`bench --throughput`: the batched landmark runtime (mediapipe's graph cannot batch: LiteRT on the CPU,
+    the ONNX conversions on a GPU) + eye state, + the regressor with --engine regress."""
+    from facetrack.engines.backends import select_backend
+    from facetrack.engines.regress import default_engine_path
+    from facetrack.engines.throughput import ThroughputConfig, measure_throughput, render_throughput
+
+    engine_fields(engine, regressor)  # refuses --regressor without --engine regress
+    try:
+        choice = select_backend(backend)
+        runtime = engine if engine in ("litert", "onnx") else "litert" if choice.name == "cpu" else "onnx"
+        path = (regressor or default_engine_path()) if engine == "regress" else None
+        report = measure_throughput(ThroughputConfig(image=source, landmark_runtime=runtime, backend=backend,
+                                                     batches=batches, repeats=repeats, regressor=path))
+    except FacetrackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_USAGE)
+    Console().print(render_throughput(report))
+    if json_out is not None:
+        json_out.write_text(report.model_dump_json(indent=2))

@@ -22,7 +22,7 @@ def demo_command(ctx: click.Context, out_dir: Path, no_render: bool) -> None:
     """Track a demo clip that every install can make: a public-domain portrait (NASA's Eileen Collins,
     shipped by scikit-image) with the head moving, two blinks and a wink. Writes the results and an
     overlay video and prints a summary; needs no webcam, GPU or download."""
-    from facetrack.tracker.cli.app import run
+    from facetrack.tracker.cli.run import run
     from facetrack.tracker.viz.demo_clip import PORTRAIT_CREDIT, make_demo_clip
 
     clip = out_dir / "astronaut.mp4"

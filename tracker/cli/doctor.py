@@ -14,10 +14,11 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from typing import Literal
 
 import numpy as np
+
+from facetrack.tracker.core.versions import package_version
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -49,13 +50,6 @@ class Check:
     fix: str = ""
 
 
-def _version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def check_python() -> Check:
     version = platform.python_version()
     supported = (3, 11) <= sys.version_info[:2] <= (3, 12)
@@ -68,7 +62,7 @@ def check_packages() -> list[Check]:
     """Versions of the packages facetrack needs (fail when missing) and of the extras (warn)."""
     checks = []
     for distribution, module in CORE_PACKAGES:
-        version = _version(distribution)
+        version = package_version(distribution)
         importable = _importable(module)
         if version is not None and importable is None:
             checks.append(Check("packages", distribution, "ok", version))
@@ -76,7 +70,7 @@ def check_packages() -> list[Check]:
             detail = "not installed" if version is None else f"{version} installed but import fails: {importable}"
             checks.append(Check("packages", distribution, "fail", detail, REINSTALL))
     for distribution, fix in OPTIONAL_PACKAGES:
-        version = _version(distribution)
+        version = package_version(distribution)
         checks.append(Check("extras", distribution, "ok" if version else "warn",
                             version or "not installed (optional)", "" if version else fix))
     return checks
@@ -111,7 +105,7 @@ def check_landmark_engine() -> Check:
             engine.process(np.zeros((192, 192, 3), np.uint8))
         finally:
             engine.close()
-        return "ok", f"mediapipe face mesh (478 points with irises), mediapipe {_version('mediapipe')}"
+        return "ok", f"mediapipe face mesh (478 points with irises), mediapipe {package_version('mediapipe')}"
 
     return _guard("engines", "landmarks", "pip install --force-reinstall mediapipe==0.10.21", probe)
 

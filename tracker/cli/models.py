@@ -16,7 +16,7 @@ from facetrack.tracker.facemodel.registry import list_models, model_info, models
 console = Console()
 
 
-def _fail(exc: ModelError) -> None:
+def fail(exc: ModelError) -> None:
     Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")
     sys.exit(1)
 
@@ -43,7 +43,7 @@ def info_cmd(model_id: str) -> None:
     try:
         info = model_info(model_id)
     except ModelError as exc:
-        _fail(exc)
+        fail(exc)
         return
     console.print_json(json.dumps(info.model_dump()))
 
@@ -63,7 +63,7 @@ def install_ict_cmd(source: str | None) -> None:
     try:
         path, report = install_ict(source)
     except ModelError as exc:
-        _fail(exc)
+        fail(exc)
         return
     console.print(f"installed [bold]ict[/bold] -> {path}")
     console.print(f"landmark embedding: {report.valid_landmarks}/478 landmarks on the surface; reprojection on "
@@ -80,7 +80,7 @@ def _install_licensed(kind: str, path: Path) -> None:
         model = loaders.build_model(readers[kind](path))
         dest = install_model(model)
     except ModelError as exc:
-        _fail(exc)
+        fail(exc)
         return
     console.print(f"installed [bold]{model.id}[/bold] -> {dest}")
 

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import click
 from rich.console import Console
 
 from facetrack.adapters.preview import DEFAULT_PORT
+from facetrack.tracker.cli.common import interrupt_on_sigterm
 from facetrack.tracker.core.errors import FacetrackError
 from facetrack.tracker.core.sinks import Sink
 from facetrack.tracker.sources.frame_source import FrameSource
@@ -27,10 +27,6 @@ err = Console(stderr=True, soft_wrap=True)
 
 def _style(landmarks: str, no_axes: bool, no_panel: bool, focal_px: float | None) -> OverlayStyle:
     return OverlayStyle(landmarks=landmarks, axes=not no_axes, panel=not no_panel, focal_px=focal_px)
-
-
-def _stop_on_sigterm(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def overlay_sinks(frames: FrameSource, render: Path | None = None, preview: bool = False,
@@ -175,7 +171,7 @@ def preview_command(source: str, window: bool | None, port: int, max_faces: int,
     config = TrackerConfig(max_faces=max_faces, max_frames=max_frames, focal_px=focal_px,
                            model=None if model == "none" else model, eyes=EyeOptions(enabled=not no_eyes),
                            source=SourceConfig(realtime=True, loop=loop))
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    interrupt_on_sigterm()
     mode = "auto" if window is None else "window" if window else "web"
     try:
         tap = FrameTap(open_source(source, config.source))

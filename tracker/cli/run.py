@@ -1,0 +1,219 @@
+"""`facetrack run`: track a source into files, streams (ZeroMQ, VMC, Live Link), a render and a preview.
+
+Every output is checked before any is opened, so a refused run leaves every file as it was."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from facetrack.tracker.cli.common import (
+    DEFAULT_ENDPOINT,
+    EXIT_INTERRUPTED,
+    EXIT_SOURCE_FAILED,
+    EXIT_USAGE,
+    engine_fields,
+    engine_options,
+    err,
+    fail,
+    interrupt_on_sigterm,
+    usage_error,
+)
+from facetrack.tracker.core.errors import FacetrackError, SinkError, SourceDecodeError, SourceLostError
+
+
+@click.command()
+@click.argument("source")
+@click.option("--out", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write results to FILE (.jsonl, .csv, .parquet, .npz); repeatable.")
+@click.option("--mesh", "mesh_path", type=click.Path(path_type=Path), default=None,
+              help="Write the fitted dense mesh per face and frame: NAME.npz, or a folder of PLY/OBJ files.")
+@click.option("--mesh-format", type=click.Choice(["ply", "obj"]), default="ply", show_default=True,
+              help="File format when --mesh is a folder (needs facetrack[mesh]).")
+@click.option("--publish", "endpoint", is_flag=False, flag_value=DEFAULT_ENDPOINT, default=None, metavar="[ENDPOINT]",
+              help=f"Publish over ZeroMQ PUB (default endpoint {DEFAULT_ENDPOINT}).")
+@click.option("--wire", type=click.Choice(["msgpack", "json"]), default="msgpack", show_default=True,
+              help="Payload encoding on the wire.")
+@click.option("--vmc", is_flag=False, flag_value="127.0.0.1:39539", default=None, metavar="[HOST:PORT]",
+              help="Send to a VTuber app over the VMC protocol (OSC/UDP, default 127.0.0.1:39539).")
+@click.option("--livelink", default=None, metavar="HOST:PORT",
+              help="Send Live Link Face packets to Unreal (UDP; port defaults to 11111).")
+@click.option("--curve-keys", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Encrypt the stream and admit only the clients authorised in this key folder "
+                   "(`facetrack keys init`).")
+@click.option("--wait-subscribers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Before tracking, wait up to 10 s for this many subscribers (so none misses a frame).")
+@engine_options
+@click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--model", default="builtin", show_default=True,
+              help="Face model fitted per face (see `facetrack models list`); `none` for landmarks and rigid pose "
+                   "only.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option("--no-eyes", is_flag=True, help="Skip eye state, ELAM, lid/lip dynamics, gaze and blink events.")
+@click.option("--no-filter", is_flag=True, help="No temporal smoothing of landmarks, pose and weights.")
+@click.option("--eye-engine", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Eye-state engine (.onnx with its .json); default: the packaged one.")
+@click.option("--stream-id", default="main", show_default=True, help="Names the stream in topics and results.")
+@click.option("--realtime", is_flag=True, help="Pace a file at its frame rate and treat it as live.")
+@click.option("--loop", is_flag=True, help="Replay a file forever (stop with Ctrl-C).")
+@click.option("--focal-px", type=float, default=None, help="Camera focal length in pixels (default: image width).")
+@click.option("--render", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the overlay video (mesh, head axes, eye state, blendshape bars) to FILE (.mp4, .mov).")
+@click.option("--preview", is_flag=True,
+              help="Watch the overlay live: a window, or http://127.0.0.1:8765/ where there is no display.")
+@click.option("--preview-port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port of the web preview (127.0.0.1).")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str, endpoint: str | None,
+        wire: str, vmc: str | None, livelink: str | None, curve_keys: Path | None, wait_subscribers: int,
+        landmark_engine: str, regressor: Path | None, backend: str, max_faces: int, model: str, max_frames: int | None,
+        no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str, realtime: bool, loop: bool,
+        focal_px: float | None, render: Path | None, preview: bool, preview_port: int, quiet: bool) -> None:
+    """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
+    from facetrack.tracker.cli.progress import RunProgress
+    from facetrack.tracker.cli.viz import overlay_sinks
+    from facetrack.tracker.config import TrackerConfig
+    from facetrack.tracker.core.sinks import end_sinks
+    from facetrack.tracker.pipeline import Tracker
+    from facetrack.tracker.sources.config import SourceConfig
+    from facetrack.tracker.sources.frame_source import open_source
+    from facetrack.tracker.stages.eye_options import EyeOptions
+    from facetrack.tracker.stages.filter import FilterConfig
+
+    if not source.strip():
+        raise click.UsageError("SOURCE is empty: give a video file, webcam:N, a URL, an image, folder or glob")
+    try:
+        config = TrackerConfig(
+            max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
+            backend=backend, model=None if model == "none" else model,
+            source=SourceConfig(realtime=realtime, loop=loop),
+            eyes=EyeOptions(enabled=not no_eyes, engine=eye_engine), filter=FilterConfig(enabled=not no_filter),
+            mesh=mesh_path is not None, **engine_fields(landmark_engine, regressor),
+        )
+    except ValidationError as exc:
+        raise usage_error(exc) from None
+    if mesh_path is not None and config.model is None:
+        raise click.UsageError("--mesh needs a face model (not --model none)")
+    if not outputs and endpoint is None and vmc is None and livelink is None and render is None and not preview:
+        err.print("[yellow]No --out, --publish, --vmc, --livelink, --render or --preview given: "
+                  "results are discarded (see --help).")
+    try:
+        _check_outputs(outputs, mesh_path, render)
+        # the face model and the engines load here: a bad one fails before any output exists
+        tracker = Tracker(config)
+    except FacetrackError as exc:
+        fail(exc, EXIT_USAGE)
+    interrupt_on_sigterm()
+    progress = RunProgress(err, tracker, enabled=not quiet and err.is_terminal)
+    try:
+        frames = open_source(source, config.source)  # before any output exists: a bad source leaves none
+        sinks: list = []
+        try:
+            # endpoints and ports first (they create no file), then the files: a refusal opens none
+            sinks += _network_sinks(endpoint, wire, curve_keys, wait_subscribers, vmc, livelink)
+            frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
+            sinks += drawing
+            sinks += _file_sinks(outputs, mesh_path, mesh_format)
+        except BaseException:
+            frames.close()
+            end_sinks(sinks, keep=False)
+            raise
+        with progress:
+            tracker.run(frames, sinks, on_result=progress.on_result)
+    except KeyboardInterrupt:
+        err.print(f"[yellow]Interrupted after {progress.frames} frames; "
+                  + ("outputs flushed and closed." if progress.frames else "no output written."))
+        sys.exit(EXIT_INTERRUPTED)
+    except (SourceDecodeError, SourceLostError) as exc:
+        err.print(f"[red]error:[/] {exc}\n{progress.frames} frames before the error were written.")
+        sys.exit(EXIT_SOURCE_FAILED)
+    except FacetrackError as exc:
+        fail(exc, EXIT_USAGE if progress.frames == 0 else EXIT_SOURCE_FAILED)
+    err.print(progress.summary(outputs, endpoint, render))
+
+
+def _check_outputs(outputs: tuple[Path, ...], mesh_path: Path | None, render: Path | None) -> None:
+    """Every output a run would write, checked before any is opened (SinkError names the option and path)."""
+    from facetrack.adapters.file_sinks import SUPPORTED_EXTENSIONS
+    from facetrack.adapters.render_sink import CONTAINER_FORMATS
+    from facetrack.tracker.core.paths import check_distinct, check_output_file, check_output_folder
+
+    for path in outputs:
+        check_output_file(path, "--out", SUPPORTED_EXTENSIONS)
+    if mesh_path is not None:
+        if mesh_path.suffix.lower() == ".npz":
+            check_output_file(mesh_path, "--mesh", (".npz",))
+        else:
+            check_output_folder(mesh_path, "--mesh")
+    if render is not None:
+        check_output_file(render, "--render", tuple(CONTAINER_FORMATS))
+    check_distinct([*outputs, *(p for p in (mesh_path, render) if p is not None)])
+
+
+def _network_sinks(endpoint: str | None, wire: str, curve_keys: Path | None, wait_subscribers: int,
+                   vmc: str | None, livelink: str | None) -> list:
+    """The ZeroMQ publisher (bound here: a busy port fails now) and the VMC / Live Link senders."""
+    from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
+
+    sinks = _udp_sinks(vmc, livelink)
+    if endpoint is not None:
+        try:
+            sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
+                                                      wait_subscribers=wait_subscribers)))
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
+    return sinks
+
+
+def _file_sinks(outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str) -> list:
+    """The result files and the mesh output, opened last (as `.partial`)."""
+    from facetrack.adapters.file_sinks import open_file_sink
+    from facetrack.adapters.mesh_sink import open_mesh_sink
+    from facetrack.tracker.core.sinks import end_sinks
+
+    sinks: list = []
+    try:
+        if mesh_path is not None:
+            sinks.append(open_mesh_sink(mesh_path, mesh_format))
+            if mesh_path.suffix.lower() == ".npz":
+                mesh_path.parent.mkdir(parents=True, exist_ok=True)
+        for path in outputs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sinks.append(open_file_sink(path))
+    except OSError as exc:  # checked before: only a race with another program gets here
+        end_sinks(sinks, keep=False)
+        raise SinkError(f"cannot create {exc.filename}: {exc.strerror}") from None
+    except BaseException:
+        end_sinks(sinks, keep=False)
+        raise
+    return sinks
+
+
+def _udp_sinks(vmc: str | None, livelink: str | None) -> list:
+    """VMC and Live Link senders for the addresses given on the command line."""
+    from facetrack.adapters.livelink import DEFAULT_PORT as LIVELINK_PORT
+    from facetrack.adapters.livelink import LiveLinkConfig, LiveLinkSender
+    from facetrack.adapters.udp import parse_host_port
+    from facetrack.adapters.vmc import DEFAULT_PORT as VMC_PORT
+    from facetrack.adapters.vmc import VmcConfig, VmcSender
+
+    sinks = []
+    for value, option, port, build in (
+        (vmc, "--vmc", VMC_PORT, lambda h, p: VmcSender(VmcConfig(host=h, port=p))),
+        (livelink, "--livelink", LIVELINK_PORT, lambda h, p: LiveLinkSender(LiveLinkConfig(host=h, port=p))),
+    ):
+        if value is None:
+            continue
+        try:
+            host, port_number = parse_host_port(value, port)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+        sinks.append(build(host, port_number))
+    return sinks
+
+
