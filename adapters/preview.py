@@ -8,6 +8,12 @@ machine unless you bind another host yourself.
 
 Endpoints: `/` the page, `/frame.jpg` the latest overlay, `/state.json` the latest
 values, `/stream.mjpg` an MJPEG stream (for OBS, VLC or an <img>).
+
+The server answers only requests whose Host header names it (127.0.0.1, localhost or [::1]
+with its port: a page on another site that rebinds its DNS name to 127.0.0.1 gets 421),
+gives every connection `CONNECTION_TIMEOUT_S` to send its request and to take each write,
+serves at most `MAX_CONNECTIONS` at once (more are closed at once: no thread each), keeps a
+listen backlog of `BACKLOG`, and logs clients that go away at debug level only.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +34,7 @@ import cv2
 import numpy as np
 
 from facetrack.adapters.render_sink import FrameTap
+from facetrack.tracker.core.errors import SinkError
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FrameResult, StreamMetadata
 from facetrack.tracker.viz.overlay import OverlayStyle, blendshape_values, draw_overlay
 
@@ -37,6 +45,13 @@ WINDOW_TITLE = "facetrack preview (q to stop)"
 WEB_MAX_SIDE = 960
 """Long side of the JPEGs the page gets: enough to judge the fit, cheap to encode at 15 fps."""
 PreviewMode = Literal["auto", "window", "web"]
+CONNECTION_TIMEOUT_S = 10.0
+"""How long a connection may take to send its request, or to take one write of the stream, before it is closed."""
+MAX_CONNECTIONS = 32
+"""Connections served at once (each holds a thread); a browser tab needs two or three."""
+BACKLOG = 128
+"""Connections the kernel queues before the server accepts them."""
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 def display_available() -> bool:
@@ -115,7 +130,14 @@ class _Latest:
 class _Handler(BaseHTTPRequestHandler):
     server: _PreviewHTTPServer
 
+    def setup(self) -> None:
+        self.timeout = self.server.connection_timeout  # StreamRequestHandler puts it on the socket
+        super().setup()
+
     def do_GET(self) -> None:
+        if self.headers.get("Host", "").lower() not in self.server.allowed_hosts:
+            self._send(HTTPStatus.MISDIRECTED_REQUEST, "text/plain", b"this preview answers only to its own address")
+            return
         path = self.path.split("?", 1)[0]
         latest = self.server.latest
         if path in ("/", "/index.html"):
@@ -157,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
                     continue
                 self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                  + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client went away or stopped reading (timeout): nothing to report
             return
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -166,26 +188,67 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _PreviewHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = BACKLOG
     latest: _Latest
+    allowed_hosts: frozenset[str]
+    connection_timeout: float
+
+    def __init__(self, address: tuple[str, int], max_connections: int) -> None:
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.address_family = family
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection up to the limit; past it the connection is closed at once."""
+        if not self._slots.acquire(blocking=False):
+            log.debug("preview: %d connections already open; closing one from %s", MAX_CONNECTIONS, client_address)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that leave or stall are routine: one debug line, never a traceback on the console."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            log.debug("preview client %s: %s", client_address, exc)
+        else:
+            log.warning("preview request from %s failed: %r", client_address, exc)
 
 
 class PreviewServer:
     """The web preview: an HTTP server on its own daemon thread; `port=0` picks a free port."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                 connection_timeout: float = CONNECTION_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS) -> None:
         try:
-            self._http = _PreviewHTTPServer((host, port), _Handler)
+            self._http = _PreviewHTTPServer((host.strip("[]"), port), max_connections)
         except OSError as exc:
-            raise OSError(f"cannot serve the preview on {host}:{port} ({exc.strerror}); pick another --port") from exc
+            raise SinkError(f"cannot serve the preview on {host}:{port} ({exc.strerror}); pick another port") from None
         self.latest = _Latest()
         self._http.latest = self.latest
+        self._http.connection_timeout = connection_timeout
+        bound = self._http.server_address[1]
+        names = {*LOOPBACK_NAMES, host if ":" not in host else f"[{host.strip('[]')}]"}
+        self._http.allowed_hosts = frozenset(f"{name}:{bound}".lower() for name in names) | (
+            frozenset(names) if bound == 80 else frozenset())
         self._thread = threading.Thread(target=self._http.serve_forever, name="facetrack-preview", daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
         host, port = self._http.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
     def publish(self, image: np.ndarray, state: dict[str, Any], quality: int = 80) -> None:
         """Make an RGB overlay and its values the page's latest."""

@@ -12,6 +12,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 
+from facetrack.adapters.pacing import FramePacer
 from facetrack.tracker.core.errors import SinkError
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, StreamMetadata
 
@@ -49,6 +50,13 @@ def select_face(result: FrameResult, track_id: int | None) -> FaceResult | None:
     return next((face for face in result.faces if face.track_id == track_id), None)
 
 
+def _local_address(family: socket.AddressFamily, address: tuple) -> str:
+    """The local address the routing table picks for `address` (a UDP connect sends nothing)."""
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect(address)
+        return probe.getsockname()[0]
+
+
 class UdpSender:
     """A non-blocking UDP socket: send errors are counted and logged (at most every 5 s), never raised."""
 
@@ -60,6 +68,11 @@ class UdpSender:
             self._socket = socket.socket(family, kind, proto)
         except OSError as exc:
             raise SinkError(f"cannot send {what} to {self.target}: {exc}") from None
+        try:  # send from the interface that reaches the target (loopback for a loopback target), not from all
+            self._socket.bind((_local_address(family, self._address), 0))
+        except OSError as exc:
+            self._socket.close()
+            raise SinkError(f"cannot send {what} to {self.target}: no interface reaches it ({exc})") from None
         self._socket.setblocking(False)
         self._warned_at = -math.inf
         self.sent = 0
@@ -92,14 +105,18 @@ class DatagramSink(ABC):
 
     UDP needs no receiver: with nothing listening the datagrams are lost, so the client
     app may start before or after tracking. A frame without the chosen face sends nothing.
+    With `pace`, a stream whose metadata says it is not live (a file) is sent at its frame
+    rate (`FramePacer`), which also paces the tracker feeding it.
     """
 
     what: str
     """How the client is named in messages (e.g. "VMC")."""
 
-    def __init__(self, host: str, port: int, track_id: int | None) -> None:
+    def __init__(self, host: str, port: int, track_id: int | None, pace: bool = False) -> None:
         self._udp = UdpSender(host, port, self.what)
         self._track_id = track_id
+        self._pace = pace
+        self.pacer: FramePacer | None = None
 
     def start(self, metadata: StreamMetadata) -> None:
         """Check the stream carries the 52 ARKit blendshapes in facetrack's order (what we send)."""
@@ -108,21 +125,23 @@ class DatagramSink(ABC):
                 f"stream {metadata.stream_id!r} has blendshapes {metadata.blendshape_names[:3]}...; "
                 f"the {self.what} sender needs the 52 ARKit ones in facetrack's order"
             )
+        self.pacer = FramePacer() if self._pace and not metadata.source.live else None
 
     @abstractmethod
-    def build_datagram(self, face: FaceResult, result: FrameResult) -> bytes:
-        """The bytes to send for this face in this frame."""
+    def build_datagrams(self, face: FaceResult, result: FrameResult) -> list[bytes]:
+        """The datagrams to send for this face in this frame, in order."""
 
-    def datagram_for(self, result: FrameResult) -> bytes | None:
-        """The datagram for one frame (None when the chosen face is not in it)."""
+    def datagrams_for(self, result: FrameResult) -> list[bytes]:
+        """The datagrams for one frame (none when the chosen face is not in it)."""
         face = select_face(result, self._track_id)
-        return None if face is None else self.build_datagram(face, result)
+        return [] if face is None else self.build_datagrams(face, result)
 
     def write(self, result: FrameResult) -> None:
         if self._udp.closed:
             raise SinkError(f"{self.what} sender to {self._udp.target} is closed")
-        datagram = self.datagram_for(result)
-        if datagram is not None:
+        if self.pacer is not None:
+            self.pacer.wait(result.pts)
+        for datagram in self.datagrams_for(result):
             self._udp.send(datagram)
 
     @property

@@ -77,6 +77,12 @@ def _is_loopback(endpoint: str) -> bool:
         return False
 
 
+def is_ipv6(endpoint: str) -> bool:
+    """A tcp:// endpoint with a bracketed IPv6 address: ZeroMQ sockets need their IPV6 option for it."""
+    match = _TCP.match(endpoint)
+    return match is not None and (match.group("iface") or "").startswith("[")
+
+
 def _suggest(endpoint: str) -> str:
     match = _TCP.match(endpoint)
     if match is None or match.group("port") == "*":
@@ -128,6 +134,7 @@ class ZmqPublisher:
             self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # one message per subscriber, not per new topic
         self._socket.setsockopt(zmq.SNDHWM, self.config.sndhwm)
         self._socket.setsockopt(zmq.LINGER, self.config.linger_ms)
+        self._socket.setsockopt(zmq.IPV6, int(is_ipv6(endpoint)))
         try:
             self._socket.bind(endpoint)
         except zmq.ZMQError as exc:

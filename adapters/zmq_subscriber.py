@@ -26,7 +26,7 @@ import zmq
 
 from facetrack.adapters.codec import MAX_MESSAGE_BYTES, Encoding, Message, decode_message, detect_encoding
 from facetrack.adapters.curve import CurveClientKeys, secure_client
-from facetrack.adapters.zmq_publisher import FRAME_TOPIC, META_TOPIC, topic
+from facetrack.adapters.zmq_publisher import FRAME_TOPIC, META_TOPIC, is_ipv6, topic
 from facetrack.tracker.core.errors import ProtocolError
 from facetrack.tracker.core.schema import FrameResult, StreamMetadata
 
@@ -78,15 +78,19 @@ class Subscriber:
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self._socket.setsockopt(zmq.LINGER, 0)
-        if curve is not None:
-            secure_client(self._socket, curve)
-        for prefix in (topics,) if isinstance(topics, (str, bytes)) else topics:
-            self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode() if isinstance(prefix, str) else prefix)
+        self._socket.setsockopt(zmq.IPV6, int(is_ipv6(endpoint)))
         try:
+            if curve is not None:
+                secure_client(self._socket, curve)
+            for prefix in (topics,) if isinstance(topics, (str, bytes)) else topics:
+                self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode() if isinstance(prefix, str) else prefix)
             self._socket.connect(endpoint)
         except zmq.ZMQError as exc:
             self._socket.close()
             raise ValueError(f"cannot connect to {endpoint!r}: {exc.strerror}") from None
+        except BaseException:
+            self._socket.close()
+            raise
 
     @property
     def latest_metadata(self) -> StreamMetadata | None:

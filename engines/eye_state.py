@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrack.engines.backends import BackendName, open_network
+from facetrack.engines.engine_checks import check_network, input_size, normalisation
 from facetrack.engines.onnx_runtime import EngineError
 
 DEFAULT_ENGINE = Path(__file__).resolve().parent / "models" / "eye_state.onnx"
@@ -32,10 +33,14 @@ class EyeStateEngine:
         if meta.get("engine") != "eye_state":
             self.network.close()
             raise EngineError(f"{path.name} is not an eye-state engine (engine={meta.get('engine')!r})")
-        self.input_size = tuple(int(v) for v in meta["input_size"])  # (width, height)
-        norm = meta["normalisation"]
-        self._scale = float(norm.get("scale", 1 / 255)) / float(norm["std"])
-        self._offset = -float(norm["mean"]) / float(norm["std"])
+        try:
+            self.input_size = input_size(meta, path)  # (width, height)
+            self._scale, self._offset = normalisation(meta, path)
+            outputs = {self.network.outputs[0].name: 1} if self.network.outputs else {}
+            check_network(self.network, path, (1, self.input_size[1], self.input_size[0]), outputs)
+        except EngineError:
+            self.network.close()
+            raise
         crop = meta.get("crop", {})
         self.crop_scale = float(crop.get("scale", 1.9))
         self.crop_y_shift = float(crop.get("y_shift", -0.08))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrack.engines.backends import BackendName, open_network
+from facetrack.engines.engine_checks import check_finite, check_network, input_size, normalisation
 from facetrack.engines.onnx_runtime import EngineError, load_verified_metadata, sidecar_path
 from facetrack.tracker.core.paths import data_dir
 
@@ -62,15 +63,15 @@ class RegressEngine:
         if meta.get("engine") != "regress":
             raise EngineError(f"{self.path.name} is not a regress engine ({sidecar_path(self.path).name} says "
                               f"engine={meta.get('engine')!r}); {TRAIN_HINT}")
+        width, height = input_size(meta, self.path)
+        self._scale, self._offset = normalisation(meta, self.path)
         try:
-            width, height = (int(v) for v in meta["input_size"])
-            norm = meta["normalisation"]
-            self._scale = float(norm.get("scale", 1 / 255)) / float(norm["std"])
-            self._offset = -float(norm["mean"]) / float(norm["std"])
             self.sizes: dict[str, int] = {str(k): int(v) for k, v in meta["outputs"].items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EngineError(f"{sidecar_path(self.path).name}: malformed regress metadata ({exc!r}): "
                               "re-export the engine") from exc
+        if not all(0 < n <= 100_000 for n in self.sizes.values()):
+            raise EngineError(f"{self.path}: the sidecar's output sizes {self.sizes} are not per-face sizes")
         if width != height:
             raise EngineError(f"{self.path.name}: the regressor takes square crops, its metadata says {width}x{height}")
         self.input_size = width
@@ -78,9 +79,11 @@ class RegressEngine:
         self.metadata = meta
         self.network = open_network(self.path, backend, threads=threads, max_batch=max_batch)
         self.backend = self.network.backend
-        names = [o.name for o in self.network.outputs]
-        if sorted(names) != sorted(self.sizes):
-            raise EngineError(f"{self.path.name}: outputs {names} do not match its metadata {sorted(self.sizes)}")
+        try:
+            check_network(self.network, self.path, (3, width, width), self.sizes)
+        except EngineError:
+            self.network.close()
+            raise
 
     def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """Every output group for a batch of crops (one network call; rows follow the crops)."""
@@ -92,4 +95,7 @@ class RegressEngine:
             return {k: np.zeros((0, n), np.float32) for k, n in self.sizes.items()}
         x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), np.float32) * self._scale + self._offset
         outs = self.network.infer(x)
-        return {o.name: np.asarray(v, np.float32).reshape(len(crops), -1) for o, v in zip(self.network.outputs, outs)}
+        result = {o.name: np.asarray(v, np.float32).reshape(len(crops), -1) for o, v in zip(self.network.outputs, outs)}
+        for name, value in result.items():  # NaN would be written as null blendshapes: a broken network says so
+            check_finite(value, name, self.path)
+        return result

@@ -79,14 +79,15 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 got = []
 d = Dispatcher()
-d.map("/VMC/Ext/Bone/Pos", lambda *a: got.append(time.time()))
+d.map("/VMC/Ext/Blend/Apply", lambda *a: got.append(time.time()))  # a frame's last bundle arrived
 s = BlockingOSCUDPServer(("127.0.0.1", int(sys.argv[1])), d)
-s.timeout = 5
+s.timeout = 0.5
 print("ready", flush=True)
-while len(got) < int(sys.argv[2]):
+last = time.time()
+while len(got) < int(sys.argv[2]) and time.time() - last < 5:
     before = len(got)
     s.handle_request()
-    if len(got) == before: break
+    if len(got) > before: last = time.time()
 print(json.dumps(got))
 """
 

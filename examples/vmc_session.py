@@ -36,24 +36,31 @@ def track(source: str, target: str | None, realtime: bool, max_frames: int | Non
 
 
 def monitor(port: int, seconds: float | None) -> None:
-    """Print one line per bundle received: head rotation and the strongest blendshape."""
+    """Print one line per frame received (at its Blend/Apply): head rotation and the strongest blendshape."""
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import BlockingOSCUDPServer
 
     values: dict[str, float] = {}
+    head: list = ["-", *([0.0] * 7)]
 
     def on_blend(_address: str, name: str, value: float) -> None:
         values[name] = value
 
-    def on_head(_address: str, name: str, *pose: float) -> None:
+    def on_head(_address: str, *bone: str | float) -> None:
+        head[:] = bone
+
+    def on_apply(_address: str) -> None:
         top = max(values.items(), key=lambda kv: kv[1], default=("-", 0.0))
-        print(f"{name} q=({pose[3]:+.3f}, {pose[4]:+.3f}, {pose[5]:+.3f}, {pose[6]:+.3f})  "
-              f"{len(values)} blendshapes, top {top[0]}={top[1]:.2f}")
+        name, *pose = head
+        print(f"{name} p=({pose[0]:+.3f}, {pose[1]:+.3f}, {pose[2]:+.3f}) "
+              f"q=({pose[3]:+.3f}, {pose[4]:+.3f}, {pose[5]:+.3f}, {pose[6]:+.3f})  "
+              f"{len(values)} blendshapes, top {top[0]}={top[1]:.2f}", flush=True)
         values.clear()
 
     dispatcher = Dispatcher()
     dispatcher.map("/VMC/Ext/Blend/Val", on_blend)
     dispatcher.map("/VMC/Ext/Bone/Pos", on_head)
+    dispatcher.map("/VMC/Ext/Blend/Apply", on_apply)
     server = BlockingOSCUDPServer(("127.0.0.1", port), dispatcher)
     server.timeout = 0.5
     deadline = None if seconds is None else time.monotonic() + seconds

@@ -120,6 +120,53 @@ def _scenario_import(take: str, fps: int, names: list[str]) -> dict:
             "head_action": None if head_animation is None else head_animation.action.name, "import_ms": import_ms}
 
 
+def _scenario_rig(take: str) -> dict:
+    """A face, a teeth mesh and an armature with head, jaw and eye bones; a 30 fps take into a 25 fps scene."""
+    import facetrack_blender
+    from bpy_extras import anim_utils
+
+    bpy, obj, arm = _scene_with_face(["eyeBlinkLeft", "MouthOpenCustom", "eyeLookOutLeft"])
+    teeth_mesh = bpy.data.meshes.new("teeth")
+    teeth_mesh.from_pydata([(0, 0, 0), (1, 0, 0), (0, 0, 1)], [], [(0, 1, 2)])
+    teeth = bpy.data.objects.new("teeth", teeth_mesh)
+    bpy.context.scene.collection.objects.link(teeth)
+    teeth.shape_key_add(name="Basis")
+    teeth.shape_key_add(name="jawOpen", from_mix=False)
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    for name, head, tail in (("jaw", (0, -0.02, 1.55), (0, -0.1, 1.5)), ("eye.L", (0.03, -0.08, 1.62),
+                             (0.03, -0.1, 1.62)), ("eye.R", (-0.03, -0.08, 1.62), (-0.03, -0.1, 1.62))):
+        bone = arm.data.edit_bones.new(name)
+        bone.head, bone.tail = head, tail
+        bone.parent = arm.data.edit_bones["head"]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    bpy.context.view_layer.objects.active = obj
+    scene = bpy.context.scene
+    settings = scene.facetrack
+    teeth.select_set(True)
+    bpy.ops.facetrack.add_targets()
+    settings.name_map = "jawOpen=MouthOpenCustom"
+    settings.jaw_bone, settings.eye_left_bone, settings.eye_right_bone = "jaw", "eye.L", "eye.R"
+    settings.calibrate, settings.neutral_first, settings.neutral_last = True, 0, 2
+    scene.render.fps, scene.render.fps_base = 25, 1.0
+    scene.frame_current = 1
+    menu = [f.__name__ for f in bpy.types.TOPBAR_MT_file_import._dyn_ui_initialize()]
+    result = bpy.ops.facetrack.import_take(filepath=take)
+
+    def curves(owner) -> dict:
+        animation = owner.animation_data
+        bag = anim_utils.action_get_channelbag_for_slot(animation.action, animation.action_slot)
+        return {f"{c.data_path}[{c.array_index}]": [tuple(k.co) for k in c.keyframe_points] for c in bag.fcurves}
+
+    face_curves, teeth_curves, bone_curves = curves(obj.data.shape_keys), curves(teeth.data.shape_keys), curves(arm)
+    scene.frame_set(14)
+    return {"result": sorted(result), "menu": menu, "targets": [i.obj.name for i in settings.extra_targets],
+            "face": face_curves, "teeth": teeth_curves, "bones": bone_curves,
+            "actions": sorted(a.name for a in bpy.data.actions),
+            "jaw_at_14": list(arm.pose.bones["jaw"].rotation_quaternion),
+            "eye_at_14": list(arm.pose.bones["eye.L"].rotation_quaternion)}
+
+
 def _scenario_install(zip_path: str) -> dict:
     import bpy
 
@@ -139,14 +186,20 @@ pytestmark = pytest.mark.skipif(
 def _run(*args: str, timeout: float = 60, while_running=None, env: dict[str, str] | None = None) -> dict:
     proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        if while_running is not None:
+    if while_running is None:  # read while it runs: a large report must not fill the pipe and block the child
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate(timeout=10)
+    else:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
             while_running()
-        time.sleep(0.01)
-    if proc.poll() is None:
-        proc.kill()
-    out, err = proc.communicate(timeout=10)
+            time.sleep(0.01)
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, f"Blender scenario failed:\n{err[-4000:]}"
     report = [line for line in out.splitlines() if line.startswith("REPORT ")]
     assert report, f"no report from the scenario:\n{out[-2000:]}\n{err[-2000:]}"
@@ -222,7 +275,7 @@ def test_import_take_builds_an_action_with_the_takes_values(tmp_path: Path, suff
 
     report = _run("import", str(tmp_path / f"take{suffix}"), "25", json.dumps(_names()))
     assert report["result"] == ["FINISHED"] and report["action"] == "take"
-    assert report["head_action"] == "take.head"
+    assert report["head_action"] == "take.bones"
     curves = report["curves"]
     assert len(curves) == len(_names())
     jaw = curves['key_blocks["jawOpen"].value']
@@ -234,7 +287,55 @@ def test_import_take_builds_an_action_with_the_takes_values(tmp_path: Path, suff
         assert got["browInnerUp_R"] == pytest.approx(float(_weights(i)[43]), abs=1e-6)
 
     slow = _run("import", str(tmp_path / f"take{suffix}"), "50", json.dumps(_names()))
-    assert [f for f, _ in slow["curves"]['key_blocks["jawOpen"].value']][:3] == [1, 3, 5]
+    keys = slow["curves"]['key_blocks["jawOpen"].value']
+    assert [f for f, _ in keys][:3] == [1, 2, 3] and len(keys) == 39  # every scene frame, in-betweens interpolated
+    assert keys[1][1] == pytest.approx((_weights(0)[17] + _weights(1)[17]) / 2, abs=1e-6)
+
+
+def test_import_drives_several_meshes_and_bones_resampled_and_calibrated(tmp_path: Path) -> None:
+    """30 fps take, 25 fps scene; rest face = frames 0-2; name map; teeth mesh; jaw and eye bones."""
+    from facetrack.adapters.file_sinks import open_file_sink
+    from facetrack.tracker.core.schema import (
+        ARKIT_BLENDSHAPES,
+        FaceResult,
+        FrameResult,
+        HeadPose,
+        SourceInfo,
+        StreamMetadata,
+    )  # fmt: skip
+
+    jaw, look = ARKIT_BLENDSHAPES.index("jawOpen"), ARKIT_BLENDSHAPES.index("eyeLookOutLeft")
+    sink = open_file_sink(tmp_path / "take.jsonl")
+    sink.start(StreamMetadata(stream_id="cam", source=SourceInfo(uri="x", live=False, width=1, height=1),
+                              started_at=time.time()))
+    for i in range(31):  # one second at 30 fps; at rest (jawOpen 0.2) for frames 0-2, then a ramp to 1
+        w = np.zeros(52, np.float32)
+        w[jaw] = 0.2 if i <= 2 else 0.2 + 0.8 * (i - 2) / 28
+        w[look] = 0.5
+        face = FaceResult(track_id=1, bbox=(0, 0, 1, 1), score=1.0, landmarks=np.zeros((478, 3), np.float32),
+                          pose=HeadPose(rotation=(0, 0, 0, 1), yaw=0, pitch=0, roll=0, translation=(0, 0, -60)),
+                          blendshapes=w)
+        sink.write(FrameResult(stream_id="cam", frame_index=i, pts=i / 30, capture_time=0.0, width=1, height=1,
+                               faces=[face]))
+    sink.close()
+    report = _run("rig", str(tmp_path / "take.jsonl"))
+    assert report["result"] == ["FINISHED"] and "_menu_import" in report["menu"]
+    assert report["targets"] == ["teeth"]
+    assert report["actions"] == ["take", "take.bones", "take.teeth"]
+    face_jaw = report["face"]['key_blocks["MouthOpenCustom"].value[0]']  # the name map was applied
+    teeth_jaw = report["teeth"]['key_blocks["jawOpen"].value[0]']
+    assert [f for f, _ in face_jaw] == list(range(1, 27)) and face_jaw == teeth_jaw
+    t = np.arange(26) / 25  # scene frame k is the take at k/25 s, where the source frame is 30 t
+    expected = np.clip((np.where(30 * t <= 2, 0.2, 0.2 + 0.8 * (30 * t - 2) / 28) - 0.2) / 0.8, 0, 1)
+    np.testing.assert_allclose([v for _, v in face_jaw], expected, atol=2e-3)  # piecewise-linear near frame 2
+    np.testing.assert_allclose([v for _, v in face_jaw][5:], expected[5:], atol=1e-6)
+    assert {k.rsplit("[", 1)[0] for k in report["bones"]} == {f'pose.bones["{b}"].rotation_quaternion'
+                                                          for b in ("head", "jaw", "eye.L", "eye.R")}
+    # at scene frame 14 the calibrated jawOpen is 0.5 (value 0.6): the jaw turns 12.5 degrees
+    assert 2 * np.degrees(np.arccos(min(1.0, abs(report["jaw_at_14"][0])))) == pytest.approx(
+        25 * expected[13], abs=0.1)
+    # the calibrated eyeLookOutLeft is 0 (it was 0.5 at rest too): the eye stays at rest
+    np.testing.assert_allclose(report["eye_at_14"], (1, 0, 0, 0), atol=1e-6)
 
 
 def test_extension_zip_installs_and_enables_in_blender(tmp_path: Path) -> None:
@@ -279,6 +380,8 @@ if __name__ == "__main__":
         out = _scenario_live(rest[0], json.loads(rest[1]))
     elif scenario == "install":
         out = _scenario_install(rest[0])
+    elif scenario == "rig":
+        out = _scenario_rig(rest[0])
     else:
         out = _scenario_import(rest[0], int(rest[1]), json.loads(rest[2]))
     print("REPORT " + json.dumps(out), flush=True)

@@ -10,9 +10,24 @@ import time
 import numpy as np
 import pytest
 
-from facetrack.adapters.livelink import CURVE_COUNT, LiveLinkConfig, LiveLinkSender, encode_packet, frame_time
+from facetrack.adapters.livelink import (
+    CURVE_COUNT,
+    LiveLinkConfig,
+    LiveLinkSender,
+    encode_packet,
+    frame_rate,
+    frame_time,
+    stable_device_id,
+)
 from facetrack.tracker.core.errors import SinkError
-from facetrack.tracker.core.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
+from facetrack.tracker.core.schema import (
+    ARKIT_BLENDSHAPES,
+    FaceResult,
+    FrameResult,
+    HeadPose,
+    SourceInfo,
+    StreamMetadata,
+)
 
 
 def _decode(packet: bytes) -> dict:
@@ -76,21 +91,27 @@ def test_sender_packets_decode_to_our_values_over_real_udp() -> None:
         sender.write(_frame(0, [_face(1, None), _face(5, weights, yaw=30.0)], pts=2.51))
         sender.write(_frame(1, [_face(5, None, yaw=-10.0)], pts=None))  # live: time of day, head only
         sender.write(_frame(2, [_face(1, weights)], pts=3.0))  # track 5 absent: nothing sent
-        first = _decode(receiver.recv(2048))
-        second = _decode(receiver.recv(2048))
+        packets = [receiver.recv(2048), receiver.recv(2048)]
+        first, second = _decode(packets[0]), _decode(packets[1])
         receiver.settimeout(0.2)
         with pytest.raises(socket.timeout):
             receiver.recv(2048)
     finally:
         receiver.close()
         sender.close()
-    assert first["version"] == 6 and first["subject"] == "Face1" and first["device"] == sender.config.device_id
+    assert first["version"] == 6 and first["subject"] == "Face1" and first["device"] == stable_device_id("s")
     assert first["rate"] == (30, 1) and first["frame"] == 75 and first["sub"] == pytest.approx(0.3, abs=1e-4)
     assert len(first["curves"]) == 61
     np.testing.assert_array_equal(np.array(first["curves"][:52], np.float32), weights)
     np.testing.assert_allclose(first["curves"][52:55], [math.radians(30), math.radians(-5), math.radians(2.5)],
                                rtol=1e-6)
-    assert first["curves"][55:] == [0.0] * 6
+    look = dict(zip(ARKIT_BLENDSHAPES, weights.tolist()))  # linspace: every eyeLook weight differs
+    np.testing.assert_allclose(first["curves"][55:], [
+        math.radians(30) * (look["eyeLookOutLeft"] - look["eyeLookInLeft"]),
+        math.radians(20) * (look["eyeLookDownLeft"] - look["eyeLookUpLeft"]), 0.0,
+        math.radians(30) * (look["eyeLookInRight"] - look["eyeLookOutRight"]),
+        math.radians(20) * (look["eyeLookDownRight"] - look["eyeLookUpRight"]), 0.0], rtol=1e-5, atol=1e-7)
+    assert len(packets[0]) == 1 + 4 + 36 + 4 + 5 + 16 + 1 + 4 * 61
     assert second["curves"][:52] == [0.0] * 52
     assert second["curves"][52] == pytest.approx(math.radians(-10))
     expected = frame_time(_frame(1, [], pts=None), 30)
@@ -105,3 +126,44 @@ def test_rejects_wrong_curve_counts_and_long_names() -> None:
         encode_packet("d", "s", 0, 0.0, 60, [0.0] * 52)
     with pytest.raises(ValueError, match="255"):
         LiveLinkSender(LiveLinkConfig(subject="x" * 300))
+
+
+def _eyes_looking(**weights: float) -> FaceResult:
+    w = np.zeros(52, np.float32)
+    for name, value in weights.items():
+        w[ARKIT_BLENDSHAPES.index(name)] = value
+    return _face(1, w)
+
+
+def test_eye_curves_follow_the_gaze_with_the_head_yaw_sign() -> None:
+    """Both eyes looking to the subject's left: + yaw, as a head turned to the subject's left."""
+    sender = LiveLinkSender(LiveLinkConfig(port=9))
+    to_left = _decode(sender.build_datagram(_eyes_looking(eyeLookOutLeft=0.5, eyeLookInRight=0.5),
+                                            _frame(0, [], pts=0.0)))["curves"]
+    down = _decode(sender.build_datagram(_eyes_looking(eyeLookDownLeft=1.0, eyeLookDownRight=1.0),
+                                         _frame(0, [], pts=0.0)))["curves"]
+    sender.close()
+    assert to_left[55] == pytest.approx(math.radians(15)) and to_left[58] == pytest.approx(math.radians(15))
+    assert down[56] == pytest.approx(math.radians(20)) and down[59] == pytest.approx(math.radians(20))
+    assert to_left[56] == to_left[59] == down[55] == 0.0
+
+
+def test_device_id_is_stable_across_runs_and_rate_follows_the_file() -> None:
+    assert stable_device_id("main", "host-a") == stable_device_id("main", "host-a")
+    assert len({stable_device_id("main", "host-a"), stable_device_id("cam2", "host-a"),
+                stable_device_id("main", "host-b")}) == 3
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2.0)
+    packets = []
+    for run in range(2):  # two "runs" of the tracker: the same source in Unreal
+        sender = LiveLinkSender(LiveLinkConfig(port=receiver.getsockname()[1], pace=False))
+        sender.start(StreamMetadata(stream_id="s", started_at=time.time(),
+                                    source=SourceInfo(uri="x", live=False, width=1, height=1, fps=30000 / 1001)))
+        sender.write(_frame(run, [_face(1, None)], pts=1.0))
+        sender.close()
+        packets.append(_decode(receiver.recv(2048)))
+    receiver.close()
+    assert packets[0]["device"] == packets[1]["device"] == stable_device_id("s")
+    assert packets[0]["rate"] == (30000, 1001) and packets[0]["frame"] == 29
+    assert frame_rate(25) == (25, 1) and frame_rate(29.97) == (30000, 1001) and frame_rate(12.5) == (25, 2)

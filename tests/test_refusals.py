@@ -129,3 +129,41 @@ def test_a_run_that_fails_before_its_first_frame_discards_its_partial_files(work
     after = _snapshot(workdir)
     # the earlier take.jsonl is untouched; the run's own .partial files are gone (the earlier one was reused)
     assert after == {name: digest for name, digest in before.items() if not name.endswith(".partial")}
+
+
+@pytest.fixture()
+def keys(workdir: Path) -> Path:
+    done = facetrack("keys", "init", "keys", "--client", "studio", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    return workdir / "keys"
+
+
+SUBSCRIBE_REFUSALS = [
+    (["--curve-key", "keys/server.key", "--server-key", "keys/server.key"], "holds no secret key"),
+    (["--curve-key", "clip.mp4", "--server-key", "keys/server.key"], "cannot read CURVE key clip.mp4"),
+    (["--curve-key", "keys/clients/studio.key_secret", "--server-key", "notes.txt"], "cannot read CURVE key"),
+    (["tcp://127.0.0.1:notaport"], "cannot connect to 'tcp://127.0.0.1:notaport'"),
+    (["--out", "notes.txt/take.jsonl"], "notes.txt is a file, not a folder"),
+    (["--out", "take.txt"], "unknown extension"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), SUBSCRIBE_REFUSALS, ids=[" ".join(a) for a, _ in SUBSCRIBE_REFUSALS])
+def test_subscribe_refusals_are_one_line_and_change_nothing(workdir: Path, keys: Path, extra: list[str],
+                                                           message: str) -> None:
+    before = _snapshot(workdir)
+    done = facetrack("subscribe", "--timeout", "0.2", *extra, cwd=workdir)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert _snapshot(workdir) == before
+
+
+def test_a_subscriber_that_receives_nothing_keeps_the_earlier_file(workdir: Path) -> None:
+    before = _snapshot(workdir)
+    with _busy_port() as held:  # a port nothing publishes on
+        port = held.getsockname()[1]
+    done = facetrack("subscribe", f"tcp://127.0.0.1:{port}", "--timeout", "0.3", "--out", "take.jsonl", cwd=workdir)
+    assert done.returncode == 0 and "0 frames received" in done.stderr
+    # the final-named file is as it was; an earlier run's leftover .partial is the one file a new run may reuse
+    assert _snapshot(workdir) == {name: digest for name, digest in before.items() if not name.endswith(".partial")}

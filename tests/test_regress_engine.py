@@ -96,11 +96,11 @@ def test_wrong_missing_or_malformed_engines_are_clear_errors(trained, tmp_path: 
     truncated.write_bytes(truncated.read_bytes()[:1000])
     with pytest.raises(EngineError, match="sha256"):
         RegressEngine(truncated)
-    four = _copy(path, tmp_path / "d")  # an engine whose expressions are not the 52 ARKit weights
-    meta = json.loads(sidecar_path(four).read_text())
+    four = _copy(path, tmp_path / "d")  # a sidecar that disagrees with its network (tests/test_engine_checks.py
+    meta = json.loads(sidecar_path(four).read_text())  # has an engine whose expressions are truly 4)
     meta["outputs"]["expression"] = 4
     sidecar_path(four).write_text(json.dumps(meta))
-    with pytest.raises(EngineError, match="4 expression weights.*52 ARKit"):
+    with pytest.raises(EngineError, match=r"output expression is \(N, 52\), the sidecar says 4"):
         RegressStage(four, backend="cpu")
 
 

@@ -242,13 +242,13 @@ def test_image_glob_and_single_image(tmp_path: Path) -> None:
     np.testing.assert_array_equal(frame.image, images[2])
 
 
-def test_broken_image_ends_sequence_with_decode_error(tmp_path: Path) -> None:
+def test_broken_image_is_skipped_and_named_at_the_end(tmp_path: Path) -> None:
     _image_folder(tmp_path / "frames", 5)
     (tmp_path / "frames" / "frame3.png").write_bytes(b"not a png")
     with open_source(tmp_path / "frames") as source:
         frames, error = _drain(source)
-    assert [f.index for f in frames] == [0, 1]
-    assert isinstance(error, SourceDecodeError) and "frame3.png" in str(error)
+    assert [f.index for f in frames] == [0, 1, 3, 4]  # indices stay positions
+    assert isinstance(error, SourceDecodeError) and "frame3.png" in str(error) and "1 of 5" in str(error)
 
 
 # --------------------------------------------------------------------------- threading, pacing, looping

@@ -126,3 +126,25 @@ def test_csharp_arkit_names_are_the_schema_names_in_wire_order() -> None:
     block = source[source.index("ArKit ="):]
     block = block[: block.index("};")]
     assert tuple(re.findall(r'"([A-Za-z]+)"', block)) == ARKIT_BLENDSHAPES
+
+
+def test_csharp_reads_the_curve_keys_that_keys_init_writes(runner: Path, tmp_path: Path) -> None:
+    """`facetrack keys init KEYS --client unity`: the C# reader yields the same 32-byte keys as pyzmq."""
+    import zmq.auth
+    from click.testing import CliRunner
+    from zmq.utils import z85
+
+    from facetrack.tracker.cli.app import app
+
+    keys = tmp_path / "keys"
+    done = CliRunner().invoke(app, ["keys", "init", str(keys), "--client", "unity"])
+    assert done.exit_code == 0, done.output
+    secret_file, server_file = keys / "clients" / "unity.key_secret", keys / "server.key"
+    lines = _mono(runner, "keys", str(secret_file), str(server_file))
+    public, secret = zmq.auth.load_certificate(secret_file)
+    server_public, _ = zmq.auth.load_certificate(server_file)
+    assert lines == [f"client {z85.decode(public).hex()} {z85.decode(secret).hex()}",
+                     f"server {z85.decode(server_public).hex()} nosecret"]
+    (tmp_path / "bad").write_text('curve\n    public-key = "short"\n')
+    assert _mono(runner, "keys", str(server_file), str(server_file))[0].startswith("error ProtocolException ")
+    assert _mono(runner, "keys", str(tmp_path / "bad"), str(server_file))[0].startswith("error ProtocolException ")

@@ -4,7 +4,9 @@ Every output is checked before any is opened, so a refused run leaves every file
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -23,6 +25,42 @@ from facetrack.tracker.cli.common import (
     usage_error,
 )
 from facetrack.tracker.core.errors import FacetrackError, SinkError, SourceDecodeError, SourceLostError
+
+# ---- --vmc / --livelink sending options: collected into one `clients` dict for _udp_sinks ----
+
+_CLIENT_OPTIONS = (
+    click.option("--no-pace", is_flag=True,
+                 help="Send --vmc/--livelink as fast as a file is tracked (default: at the file's frame rate)."),
+    click.option("--send-track", type=int, default=None, metavar="ID",
+                 help="Track id that --vmc/--livelink send (default: the first face of each frame)."),
+    click.option("--vmc-preset", type=click.Choice(["arkit", "vrm", "both"]), default="arkit", show_default=True,
+                 help="VMC blendshapes: the 52 ARKit names, the 12 VRM 0.x presets mapped from them "
+                      "(docs/adapters.md), or both."),
+    click.option("--vmc-map", multiple=True, metavar="ARKIT=NAME|FILE.json",
+                 help="Rename a VMC blendshape (ARKit or VRM preset name); repeatable, or a JSON file of them."),
+    click.option("--vmc-no-translation", is_flag=True,
+                 help="Send the VMC head rotation only, not its movement since the first frame."),
+    click.option("--livelink-subject", default="facetrack", show_default=True, help="Live Link subject name."),
+    click.option("--livelink-fps", type=click.FloatRange(min=0, min_open=True, max=1000), default=None,
+                 help="Live Link frame-time rate (default: a file's frame rate, else 60)."),
+    click.option("--livelink-device-id", default=None,
+                 help="Live Link device id (default: derived from this host and --stream-id, stable across runs)."),
+)
+
+
+def _client_options(command: Callable) -> Callable:
+    """Adds the _CLIENT_OPTIONS to `command` and hands their values to it as one `clients` dict."""
+    names = ("no_pace", "send_track", "vmc_preset", "vmc_map", "vmc_no_translation", "livelink_subject",
+             "livelink_fps", "livelink_device_id")
+
+    @functools.wraps(command)
+    def wrapped(**kwargs: object) -> object:
+        return command(clients={name: kwargs.pop(name) for name in names}, **kwargs)
+
+    for option in reversed(_CLIENT_OPTIONS):
+        wrapped = option(wrapped)
+    return wrapped
+
 
 
 @click.command()
@@ -59,6 +97,10 @@ from facetrack.tracker.core.errors import FacetrackError, SinkError, SourceDecod
 @click.option("--stream-id", default="main", show_default=True, help="Names the stream in topics and results.")
 @click.option("--realtime", is_flag=True, help="Pace a file at its frame rate and treat it as live.")
 @click.option("--loop", is_flag=True, help="Replay a file forever (stop with Ctrl-C).")
+@click.option("--rotate", type=click.Choice(["0", "90", "180", "270"]), default=None,
+              help="Turn every picture this many degrees clockwise, instead of what the file's display matrix says "
+                   "(phones' portrait clips carry one; 0 tracks the pictures as coded).")
+@click.option("--recursive", is_flag=True, help="A folder SOURCE also takes the images in its subfolders.")
 @click.option("--focal-px", type=float, default=None, help="Camera focal length in pixels (default: image width).")
 @click.option("--render", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the overlay video (mesh, head axes, eye state, blendshape bars) to FILE (.mp4, .mov).")
@@ -67,11 +109,13 @@ from facetrack.tracker.core.errors import FacetrackError, SinkError, SourceDecod
 @click.option("--preview-port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port of the web preview (127.0.0.1).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
+@_client_options
 def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str, endpoint: str | None,
         wire: str, vmc: str | None, livelink: str | None, curve_keys: Path | None, wait_subscribers: int,
         landmark_engine: str, regressor: Path | None, backend: str, max_faces: int, model: str, max_frames: int | None,
         no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str, realtime: bool, loop: bool,
-        focal_px: float | None, render: Path | None, preview: bool, preview_port: int, quiet: bool) -> None:
+        rotate: str | None, recursive: bool, focal_px: float | None, render: Path | None, preview: bool,
+        preview_port: int, quiet: bool, clients: dict) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
     from facetrack.tracker.cli.progress import RunProgress
     from facetrack.tracker.cli.viz import overlay_sinks
@@ -89,7 +133,8 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         config = TrackerConfig(
             max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
             backend=backend, model=None if model == "none" else model,
-            source=SourceConfig(realtime=realtime, loop=loop),
+            source=SourceConfig(realtime=realtime, loop=loop, recursive=recursive,
+                                rotate=None if rotate is None else int(rotate)),
             eyes=EyeOptions(enabled=not no_eyes, engine=eye_engine), filter=FilterConfig(enabled=not no_filter),
             mesh=mesh_path is not None, **engine_fields(landmark_engine, regressor),
         )
@@ -113,7 +158,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         sinks: list = []
         try:
             # endpoints and ports first (they create no file), then the files: a refusal opens none
-            sinks += _network_sinks(endpoint, wire, curve_keys, wait_subscribers, vmc, livelink)
+            sinks += _network_sinks(endpoint, wire, curve_keys, wait_subscribers, vmc, livelink, clients)
             frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
             sinks += drawing
             sinks += _file_sinks(outputs, mesh_path, mesh_format)
@@ -128,7 +173,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
                   + ("outputs flushed and closed." if progress.frames else "no output written."))
         sys.exit(EXIT_INTERRUPTED)
     except (SourceDecodeError, SourceLostError) as exc:
-        err.print(f"[red]error:[/] {exc}\n{progress.frames} frames before the error were written.")
+        err.print(f"[red]error:[/] {exc}\n{progress.frames} frames were tracked and written.")
         sys.exit(EXIT_SOURCE_FAILED)
     except FacetrackError as exc:
         fail(exc, EXIT_USAGE if progress.frames == 0 else EXIT_SOURCE_FAILED)
@@ -154,11 +199,11 @@ def _check_outputs(outputs: tuple[Path, ...], mesh_path: Path | None, render: Pa
 
 
 def _network_sinks(endpoint: str | None, wire: str, curve_keys: Path | None, wait_subscribers: int,
-                   vmc: str | None, livelink: str | None) -> list:
+                   vmc: str | None, livelink: str | None, clients: dict) -> list:
     """The ZeroMQ publisher (bound here: a busy port fails now) and the VMC / Live Link senders."""
     from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
 
-    sinks = _udp_sinks(vmc, livelink)
+    sinks = _udp_sinks(vmc, livelink, clients)
     if endpoint is not None:
         try:
             sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
@@ -194,26 +239,46 @@ def _file_sinks(outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: 
     return sinks
 
 
-def _udp_sinks(vmc: str | None, livelink: str | None) -> list:
-    """VMC and Live Link senders for the addresses given on the command line."""
+def _udp_sinks(vmc: str | None, livelink: str | None, clients: dict) -> list:
+    """VMC and Live Link senders for the addresses and `_client_options` given on the command line."""
     from facetrack.adapters.livelink import DEFAULT_PORT as LIVELINK_PORT
     from facetrack.adapters.livelink import LiveLinkConfig, LiveLinkSender
-    from facetrack.adapters.udp import parse_host_port
     from facetrack.adapters.vmc import DEFAULT_PORT as VMC_PORT
-    from facetrack.adapters.vmc import VmcConfig, VmcSender
+    from facetrack.adapters.vmc import VmcConfig, VmcSender, read_name_map
 
+    common = {"track_id": clients["send_track"], "pace": not clients["no_pace"]}
     sinks = []
-    for value, option, port, build in (
-        (vmc, "--vmc", VMC_PORT, lambda h, p: VmcSender(VmcConfig(host=h, port=p))),
-        (livelink, "--livelink", LIVELINK_PORT, lambda h, p: LiveLinkSender(LiveLinkConfig(host=h, port=p))),
-    ):
-        if value is None:
-            continue
-        try:
-            host, port_number = parse_host_port(value, port)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=option) from None
-        sinks.append(build(host, port_number))
+    try:
+        if vmc is not None:
+            host, port = _address(vmc, VMC_PORT, "--vmc")
+            sinks.append(VmcSender(VmcConfig(
+                host=host, port=port, preset=clients["vmc_preset"], name_map=read_name_map(clients["vmc_map"]),
+                head_translation=not clients["vmc_no_translation"], **common)))
+        if livelink is not None:
+            host, port = _address(livelink, LIVELINK_PORT, "--livelink")
+            sinks.append(LiveLinkSender(LiveLinkConfig(
+                host=host, port=port, subject=clients["livelink_subject"], fps=clients["livelink_fps"],
+                device_id=clients["livelink_device_id"], **common)))
+    except ValidationError as exc:
+        _close_all(sinks)
+        raise usage_error(exc) from None
+    except ValueError as exc:  # a name map that cannot be read, a name too long to send
+        _close_all(sinks)
+        raise click.UsageError(str(exc)) from None
     return sinks
+
+
+def _address(value: str, default_port: int, option: str) -> tuple[str, int]:
+    from facetrack.adapters.udp import parse_host_port
+
+    try:
+        return parse_host_port(value, default_port)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _close_all(sinks: list) -> None:
+    for sink in sinks:
+        sink.close()
 
 

@@ -10,8 +10,10 @@ import click
 
 from facetrack.tracker.cli.common import (
     DEFAULT_ENDPOINT,
+    EXIT_SOURCE_FAILED,
     EXIT_USAGE,
     err,
+    fail,
     interrupt_on_sigterm,
 )
 from facetrack.tracker.core.errors import FacetrackError
@@ -51,20 +53,31 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
               timeout: float | None, curve_key: Path | None, server_key: Path | None) -> None:
     """Receive a facetrack stream from ENDPOINT and print or save it."""
     from facetrack.adapters.curve import CurveClientKeys
-    from facetrack.adapters.file_sinks import open_file_sink
+    from facetrack.adapters.file_sinks import SUPPORTED_EXTENSIONS, open_file_sink
     from facetrack.adapters.zmq_subscriber import Subscriber
+    from facetrack.tracker.core.paths import check_output_file
     from facetrack.tracker.core.schema import FrameResult, StreamMetadata
+    from facetrack.tracker.core.sinks import end_sinks
 
     if (curve_key is None) != (server_key is None):
         raise click.UsageError("--curve-key and --server-key go together")
     curve = CurveClientKeys(curve_key, server_key) if curve_key is not None else None
     interrupt_on_sigterm()
     topics = ("frame", "meta") if stream_id is None else (f"frame.{stream_id}", f"meta.{stream_id}")
-    sink = open_file_sink(out) if out is not None else None
+    sink = None
     received = 0
     started = False
     try:
-        with Subscriber(endpoint, topics=topics, curve=curve) as subscriber:
+        if out is not None:
+            check_output_file(out, "--out", SUPPORTED_EXTENSIONS)
+        subscriber = Subscriber(endpoint, topics=topics, curve=curve)  # keys and endpoint checked before --out opens
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            sink = open_file_sink(out)
+    except (FacetrackError, ValueError) as exc:
+        fail(exc, EXIT_USAGE)
+    try:
+        with subscriber:
             while count is None or received < count:
                 message = subscriber.recv(timeout=timeout)
                 if message is None:
@@ -89,7 +102,9 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
                 received += 1
     except KeyboardInterrupt:
         err.print("[yellow]Interrupted.")
+    except FacetrackError as exc:
+        fail(exc, EXIT_SOURCE_FAILED)
     finally:
         if sink is not None:
-            sink.close()
+            end_sinks([sink], keep=received > 0)  # nothing received: an earlier file keeps its name
     err.print(f"{received} frames received")

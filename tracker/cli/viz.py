@@ -21,6 +21,7 @@ from facetrack.tracker.viz.overlay import OverlayStyle
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -183,9 +184,9 @@ def preview_command(source: str, window: bool | None, port: int, max_faces: int,
         if sink.url is not None:
             err.print(f"Preview of {source}: open [bold]{sink.url}[/] in a browser; Ctrl-C stops.")
         frames = Tracker(config).run(tap, [sink])
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or the window closed: 130, as `facetrack run` exits
         err.print("Preview stopped.")
-        return
+        sys.exit(EXIT_INTERRUPTED)
     except (FacetrackError, OSError, RuntimeError) as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(EXIT_USAGE)

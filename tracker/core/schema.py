@@ -172,6 +172,11 @@ class SourceInfo(_Model):
     container: str | None = None
     duration: float | None = Field(default=None, description="Seconds, as declared by the container.")
     frames: int | None = Field(default=None, description="Frame count as declared (may be wrong or absent).")
+    rotation: int = Field(default=0, description="Clockwise degrees the coded pictures are turned by for display "
+                                                 "(the file's display matrix, or --rotate); width and height are "
+                                                 "the display size, results are in display orientation.")
+    coded_width: int | None = Field(default=None, description="Width of the pictures as coded, before rotation.")
+    coded_height: int | None = Field(default=None, description="Height of the pictures as coded, before rotation.")
 
 
 class StreamMetadata(_Model):

@@ -57,6 +57,10 @@ class SourceConfig(BaseModel):
     input_options: dict[str, str] = Field(
         default_factory=dict, description='Passed to av.open(options=...), e.g. {"video_size": "1280x720"}.'
     )
+    rotate: Literal[0, 90, 180, 270] | None = Field(
+        default=None, description="Clockwise degrees to turn every picture by; None: a file's own display matrix."
+    )
+    recursive: bool = Field(default=False, description="A folder source also takes the images in its subfolders.")
 
 
 @dataclass(frozen=True, slots=True)

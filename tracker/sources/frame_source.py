@@ -29,10 +29,10 @@ from facetrack.tracker.sources.video import Reader, VideoReader
 logger = logging.getLogger("facetrack.sources")
 
 
-def _open_reader(target: Target, live: bool, timeout: float = OPEN_TIMEOUT) -> Reader:
+def _open_reader(target: Target, live: bool, timeout: float = OPEN_TIMEOUT, rotate: int | None = None) -> Reader:
     if target.kind == "images":
-        return ImageReader(target, live)
-    return VideoReader(target, live, timeout)
+        return ImageReader(target, live, rotate)
+    return VideoReader(target, live, timeout, rotate)
 
 
 class FrameSource:
@@ -48,7 +48,7 @@ class FrameSource:
         self._queue = FrameQueue(config.queue_size, drop_oldest=live)
         self._producer = Producer(
             reader,
-            lambda timeout: _open_reader(target, live, timeout),
+            lambda timeout: _open_reader(target, live, timeout, config.rotate),
             self._queue,
             uri=target.uri,
             loop=config.loop,
@@ -92,7 +92,7 @@ def open_source(spec: str | os.PathLike[str], config: SourceConfig | None = None
     config = config or SourceConfig()
     target = resolve_spec(spec, config)
     live = is_live(target, config)
-    reader = _open_reader(target, live)
+    reader = _open_reader(target, live, rotate=config.rotate)
     info = reader.info
     logger.info("opened %s: %s, %dx%d, live=%s", target.uri, target.kind, info.width, info.height, live)
     return FrameSource(target, reader, config, live)
@@ -102,6 +102,6 @@ def probe_source(spec: str | os.PathLike[str], config: SourceConfig | None = Non
     """Container metadata without decoding (for `facetrack info`); raises SourceOpenError."""
     config = config or SourceConfig()
     target = resolve_spec(spec, config)
-    reader = _open_reader(target, is_live(target, config))
+    reader = _open_reader(target, is_live(target, config), rotate=config.rotate)
     reader.close()
     return reader.info

@@ -166,7 +166,10 @@ class Producer:
             if not self._reconnect(reason):
                 return
 
-    def _emit(self, image: np.ndarray, pts: float | None) -> bool:
+    def _emit(self, image: np.ndarray | None, pts: float | None) -> bool:
+        if image is None:  # a still image that could not be decoded: skipped, its index stays unused
+            self._next_index += 1
+            return True
         if pts is not None:
             if self._rebase and self._last_pts is not None:
                 step = self._reader.frame_duration or MIN_PTS_STEP

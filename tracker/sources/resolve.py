@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 import sys
@@ -15,6 +16,10 @@ from facetrack.tracker.sources.config import IMAGE_SUFFIXES, LIVE_KINDS, NETWORK
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+
+logger = logging.getLogger("facetrack.sources")
+
+
 @dataclass(frozen=True)
 class Target:
     """A parsed spec: what to open and how."""
@@ -36,8 +41,14 @@ def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
-def _image_folder(uri: str, folder: Path) -> Target:
-    images = sorted((p for p in folder.iterdir() if _is_image(p)), key=_natural_key)
+def _image_folder(uri: str, folder: Path, recursive: bool = False) -> Target:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    images = sorted((p for p in found if _is_image(p)), key=lambda p: _natural_key(p.relative_to(folder)))
+    if not recursive:
+        nested = [d.name for d in folder.iterdir() if d.is_dir() and any(_is_image(p) for p in d.rglob("*"))]
+        if nested:
+            logger.warning("'%s': %d subfolders with images (%s) are not read; pass --recursive to track them too",
+                           folder, len(nested), ", ".join(sorted(nested)[:3]) + (" ..." if len(nested) > 3 else ""))
     if not images:
         raise SourceOpenError(
             f"Folder '{folder}' contains no images ({', '.join(IMAGE_SUFFIXES)}). Put the frames there "
@@ -103,7 +114,7 @@ def resolve_spec(spec: str | os.PathLike[str], config: SourceConfig) -> Target:
         return _camera(uri, uri, config)
     path = Path(uri).expanduser()
     if path.is_dir():
-        return _image_folder(uri, path)
+        return _image_folder(uri, path, config.recursive)
     if not path.exists():
         if _GLOB_CHARS.search(uri):
             return _image_glob(uri, uri)

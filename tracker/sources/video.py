@@ -1,5 +1,5 @@
-"""The PyAV reader of video files, cameras and network streams: RGB frames with their pts, truncation
-checks, one open timeout.
+"""The PyAV reader of video files, cameras and network streams: RGB frames with their pts, in display
+orientation, truncation checks, one open timeout.
 """
 
 from __future__ import annotations
@@ -15,18 +15,20 @@ import numpy as np
 from facetrack.tracker.core.errors import SourceDecodeError, SourceOpenError
 from facetrack.tracker.core.schema import SourceInfo
 from facetrack.tracker.sources.config import LIVE_KINDS, READ_TIMEOUT, TRUNCATION_TOLERANCE
+from facetrack.tracker.sources.orientation import display_rotation, display_size, rotate_image
 from facetrack.tracker.sources.resolve import Target
 
 logger = logging.getLogger("facetrack.sources")
 
 
 class Reader(Protocol):
-    """One opened source pass: yields (rgb image, pts seconds or None) until its end."""
+    """One opened source pass: yields (rgb image, pts seconds or None) until its end; the image is None for a
+    still image that could not be decoded (skipped: its index stays unused)."""
 
     info: SourceInfo
     frame_duration: float
 
-    def frames(self) -> Iterator[tuple[np.ndarray, float | None]]: ...
+    def frames(self) -> Iterator[tuple[np.ndarray | None, float | None]]: ...
 
     def close(self) -> None: ...
 
@@ -98,7 +100,7 @@ def _declared_start(container: av.container.InputContainer, stream: av.video.str
 class VideoReader:
     """One opened container (file, camera or stream): decodes its first video stream."""
 
-    def __init__(self, target: Target, live: bool, timeout: float) -> None:
+    def __init__(self, target: Target, live: bool, timeout: float, rotate: int | None = None) -> None:
         self._target = target
         self._container = _open_container(target, timeout)
         if not self._container.streams.video:
@@ -118,16 +120,24 @@ class VideoReader:
         duration = _declared_duration(self._container, self._stream)
         self._declared_end = None if duration is None else _declared_start(self._container, self._stream) + duration
         ctx = self._stream.codec_context
+        # a phone's portrait clip is landscape pictures plus a display matrix: results are in display orientation
+        if rotate is None:
+            rotate = display_rotation(target.url, target.format, target.options) if target.kind == "file" else 0
+        self.rotation = rotate
+        width, height = display_size(ctx.width, ctx.height, rotate)
         self.info = SourceInfo(
             uri=target.uri,
             live=live,
-            width=ctx.width,
-            height=ctx.height,
+            width=width,
+            height=height,
             fps=float(rate) if rate else None,
             codec=ctx.name,
             container=self._container.format.name,
             duration=duration,
             frames=self._stream.frames or None,
+            rotation=rotate,
+            coded_width=ctx.width,
+            coded_height=ctx.height,
         )
 
     def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
@@ -178,10 +188,9 @@ class VideoReader:
         for frame in batch:
             yield self._rgb(frame), frame.time
 
-    @staticmethod
-    def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
         # Padded rows (width 700 -> 2112-byte lines) make to_ndarray a strided view; copy only then.
-        return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+        return rotate_image(np.ascontiguousarray(frame.to_ndarray(format="rgb24")), self.rotation)
 
     def _check_complete(self, decoded: int, last_pts: float | None) -> None:
         """FFmpeg often ends a cut file silently; compare the decoded end with the declared one."""

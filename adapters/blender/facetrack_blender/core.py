@@ -246,16 +246,3 @@ def _read_npz(path: Path, track_id: int | None) -> list[FaceSample]:
             track_id=track,
         ))
     return samples
-
-
-def frame_numbers(samples: Sequence[FaceSample], fps: float, start_frame: int) -> list[int]:
-    """Scene frame of each sample: `start_frame` + its time since the first, at the scene's fps.
-
-    A take faster than the scene puts two samples on one frame: the later one wins.
-    """
-    if not samples:
-        return []
-    if fps <= 0:
-        raise ValueError(f"scene fps must be positive, got {fps}")
-    t0 = samples[0].time
-    return [start_frame + round((s.time - t0) * fps) for s in samples]

@@ -22,6 +22,12 @@ namespace Facetrack
         [Tooltip("Mappers that receive the chosen face every frame")]
         public BlendshapeMapper[] mappers = new BlendshapeMapper[0];
 
+        [Header("CURVE encryption (publisher started with --curve-keys KEYS)")]
+        [Tooltip("This client's KEYS/clients/unity.key_secret from `facetrack keys init KEYS --client unity` (empty: no encryption). Relative paths start at the working directory: the project folder in the Editor")]
+        public string clientSecretKeyFile = "";
+        [Tooltip("The publisher's KEYS/server.key (public)")]
+        public string serverPublicKeyFile = "";
+
         /// <summary>Raised on the main thread with the newest frame (frames in between are skipped).</summary>
         public event Action<FrameMessage> FrameReceived;
 
@@ -35,19 +41,46 @@ namespace Facetrack
         FrameMessage _latest;
         MetaMessage _latestMeta;
         Thread _thread;
+        CurveKeyPair _clientKeys, _serverKeys;
         volatile bool _running;
         long _received, _malformed;
 
         void OnEnable()
         {
+            if (!LoadCurveKeys()) { enabled = false; return; }
             _running = true;
             Interlocked.Increment(ref _open);
             _thread = new Thread(Receive) { IsBackground = true, Name = "facetrack subscriber" };
             _thread.Start();
         }
 
+        /// <summary>Read the CURVE key files (on the main thread, before connecting); false with the reason logged.</summary>
+        bool LoadCurveKeys()
+        {
+            _clientKeys = _serverKeys = null;
+            bool client = !string.IsNullOrEmpty(clientSecretKeyFile), server = !string.IsNullOrEmpty(serverPublicKeyFile);
+            if (!client && !server) return true;
+            if (client != server)
+            {
+                Debug.LogError("facetrack: set both clientSecretKeyFile and serverPublicKeyFile (or neither)", this);
+                return false;
+            }
+            try
+            {
+                _clientKeys = CurveKeyFile.Read(clientSecretKeyFile, true);
+                _serverKeys = CurveKeyFile.Read(serverPublicKeyFile, false);
+                return true;
+            }
+            catch (ProtocolException e)
+            {
+                Debug.LogError("facetrack: " + e.Message, this);
+                return false;
+            }
+        }
+
         void OnDisable()
         {
+            if (_thread == null) return;
             _running = false;
             if (_thread != null && !_thread.Join(1000)) Debug.LogWarning("facetrack: receive thread did not stop in 1 s");
             _thread = null;
@@ -64,6 +97,11 @@ namespace Facetrack
                 socket.Options.ReceiveHighWatermark = 100;
                 socket.Options.MaxMsgSize = FacetrackDecoder.MaxMessageBytes;
                 socket.Options.Linger = TimeSpan.Zero;
+                if (_clientKeys != null)
+                {
+                    socket.Options.CurveServerKey = CurveKeyFile.Decode(_serverKeys.PublicKey, serverPublicKeyFile);
+                    socket.Options.CurveCertificate = new NetMQCertificate(_clientKeys.SecretKey, _clientKeys.PublicKey);
+                }
                 socket.Connect(endpoint);
                 socket.Subscribe("frame" + suffix);
                 socket.Subscribe("meta" + suffix);

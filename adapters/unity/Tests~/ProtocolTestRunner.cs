@@ -1,6 +1,7 @@
 // Compiled with Mono (tests/test_unity_protocol.py) against Runtime/Protocol/*.cs, no Unity:
 //   mono runner.exe decode FILE...   prints what each msgpack payload decodes to
 //   mono runner.exe selftest         name matching and axis conversion checks
+//   mono runner.exe keys SECRET SERVER   the CURVE keys CurveKeyFile reads, in hex
 using System;
 using System.Collections.Generic;
 using System.Globalization;
@@ -105,11 +106,29 @@ static class ProtocolTestRunner
         Console.WriteLine(passed + " passed, " + failed + " failed");
     }
 
+    static void Keys(string secretFile, string serverFile)
+    {
+        try
+        {
+            var client = CurveKeyFile.Read(secretFile, true);
+            var server = CurveKeyFile.Read(serverFile, false);
+            Console.WriteLine("client " + Hex(CurveKeyFile.Decode(client.PublicKey, secretFile)) + " " + Hex(CurveKeyFile.Decode(client.SecretKey, secretFile)));
+            Console.WriteLine("server " + Hex(CurveKeyFile.Decode(server.PublicKey, serverFile)) + " " + (server.SecretKey == null ? "nosecret" : "secret"));
+        }
+        catch (ProtocolException e)
+        {
+            Console.WriteLine("error ProtocolException " + e.Message);
+        }
+    }
+
+    static string Hex(byte[] bytes) { return BitConverter.ToString(bytes).Replace("-", "").ToLowerInvariant(); }
+
     static int Main(string[] args)
     {
+        if (args.Length == 3 && args[0] == "keys") { Keys(args[1], args[2]); return 0; }
         if (args.Length > 0 && args[0] == "selftest") { SelfTest(); return failed == 0 ? 0 : 1; }
         if (args.Length > 0 && args[0] == "decode") { foreach (var path in args.Skip(1)) Decode(path); return 0; }
-        Console.Error.WriteLine("usage: runner.exe selftest | decode FILE...");
+        Console.Error.WriteLine("usage: runner.exe selftest | decode FILE... | keys CLIENT.key_secret server.key");
         return 2;
     }
 }
