@@ -87,7 +87,7 @@ def _dynamic_batch(path: Path) -> None:
 
 def _litert_reference(source: Path, batch: np.ndarray) -> list[np.ndarray]:
     """LiteRT's outputs one image at a time (the detector's TFLite graph cannot batch)."""
-    from facetrack.engines.mesh_iris import LiteRTModel
+    from facetrack.engines.litert import LiteRTModel
 
     model = LiteRTModel(source)
     items = [model.run(batch[i:i + 1]) for i in range(len(batch))]
@@ -96,7 +96,7 @@ def _litert_reference(source: Path, batch: np.ndarray) -> list[np.ndarray]:
 
 def convert_tflite(name: str, force: bool = False) -> Path:
     """The ONNX conversion of one of the wheel's models, made (or reused) in the user data directory."""
-    from facetrack.engines.mesh_iris import mediapipe_model
+    from facetrack.engines.litert import mediapipe_model
 
     if name not in TFLITE_INPUTS:
         raise EngineError(f"no conversion for {name!r} (one of {', '.join(TFLITE_INPUTS)})")
@@ -145,7 +145,7 @@ class EngineEntry:
 
 def catalogue() -> list[EngineEntry]:
     """Our networks and the wheel's models, with what is built."""
-    from facetrack.engines.mesh_iris import mediapipe_model
+    from facetrack.engines.litert import mediapipe_model
     from facetrack.engines.regress import default_engine_path
     from facetrack.engines.tensorrt_engine import plans_dir
 

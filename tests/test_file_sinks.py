@@ -150,8 +150,9 @@ _DISK_FULL = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     from facetrack.adapters.file_sinks import open_file_sink
-    from synthetic import synthetic_metadata, synthetic_result
     from facetrack.tracker.core.errors import SinkError
+    sys.path.insert(0, sys.argv[2])
+    from synthetic import synthetic_metadata, synthetic_result
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
@@ -179,7 +180,7 @@ _DISK_FULL = textwrap.dedent(
 
 def test_disk_full_is_a_sink_error_and_keeps_what_was_written(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-c", _DISK_FULL, str(tmp_path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _DISK_FULL, str(tmp_path), str(Path(__file__).parent)], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)

@@ -131,3 +131,22 @@ def test_validating_a_config_loads_neither_pyav_nor_opencv() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_no_import_cycles_between_the_modules_of_engines() -> None:
+    """Lazy imports included: a function-level import that closes a loop still ties the two modules together."""
+    imports = _imports()
+    graph = {m: {t.rsplit(".", 1)[0] if t not in imports else t for t in targets} & imports.keys()
+             for m, targets in imports.items() if m.startswith("facetrack.engines.")}
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        for nxt in sorted(graph.get(module, ())):
+            if nxt == path[0]:
+                cycles.append(" -> ".join(path + [nxt]))
+            elif nxt not in path and nxt in graph and nxt > path[0]:
+                visit(nxt, path + [nxt])
+
+    for start in sorted(graph):
+        visit(start, [start])
+    assert not cycles, "import cycles in engines/:\n" + "\n".join(cycles)
