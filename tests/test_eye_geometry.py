@@ -134,6 +134,6 @@ def test_the_closure_verdict_uses_the_best_evidence_and_the_options_thresholds()
 def test_every_eye_closure_threshold_is_a_described_option() -> None:
     fields = EyeOptions.model_fields
     for name in ("closed_threshold", "blink_weight_closed", "p_closed_closed", "openness_closed", "blink_overlap",
-                 "calibrate_p_open", "calibrate_opening_open", "blink_snap"):
+                 "calibrate_p_open", "calibrate_opening_open", "gaze_hold_p_closed", "blink_snap"):
         assert fields[name].description, name
     assert BlinkDetector().min_overlap == fields["blink_overlap"].default

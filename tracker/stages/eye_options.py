@@ -51,6 +51,10 @@ class EyeOptions(BaseModel):
         description="Calibration without an eye-state engine: frames whose relative opening (lid gap over eye "
                     "width) is above this count as open.",
     )
+    gaze_hold_p_closed: float = Field(
+        0.5, ge=0, le=1,
+        description="Gaze: an eye with P(closed) at or above this keeps its last gaze (its iris is not seen).",
+    )
     blink_snap: float = Field(
         0.25, gt=0,
         description="Filter: an eyeBlink weight jump this large passes the One Euro filter at once, so a blink "

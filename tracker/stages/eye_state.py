@@ -9,7 +9,7 @@ Per frame and face (see tracker/pipeline.py):
 2. the model fit (tracker/stages/fit.py);
 3. `LipLidDynamics.refine` (tracker/stages/dynamics.py): lid and lip weights matched to the
    corrected landmarks' relative pair distances;
-4. gaze: the eyeLook* weights from the irises (tracker/stages/eyes.py: iris_gaze);
+4. gaze: the eyeLook* weights from the irises (tracker/stages/gaze.py);
 5. `FaceFilter` (tracker/stages/filter.py): One Euro on landmarks, pose and weights, blinks kept;
 6. `EyeStage.finish`: per-eye state (P, openness), mouth openness, and the verdict open/closed and
    blink/wink events of tracker/stages/events.py.
@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, EyeEvent, Eyes, EyeState, FaceResult
+from facetrack.tracker.core.schema import EyeEvent, Eyes, EyeState, FaceResult
 from facetrack.tracker.stages import eyes as E
 from facetrack.tracker.stages.events import BlinkDetector, closed_eyes
 from facetrack.tracker.stages.eye_options import EyeOptions
+from facetrack.tracker.stages.gaze import eye_look
 
 if TYPE_CHECKING:
     from facetrack.engines.backends import BackendName
 
 log = logging.getLogger("facetrack.eyes")
 
-LOOK = [[ARKIT_BLENDSHAPES.index(f"eyeLook{d}{s}") for d in ("Down", "In", "Out", "Up")] for s in ("Left", "Right")]
 DEFAULT_OPEN_OPENING = 0.30
 """A typical open eye's central lid gap over its width (mediapipe landmarks), until a track is calibrated."""
 
@@ -130,24 +130,7 @@ class EyeStage:
         """Step 4: eyeLook* from the irises; a closed eye keeps its last gaze (its iris is not seen)."""
         if not self.options.gaze or face.blendshapes is None:
             return
-        te = self._track(face.track_id)
-        g = E.iris_gaze(face.landmarks)
-        for k in range(2):
-            p = m.p_closed[k]
-            if not np.isfinite(p) or p < 0.5:
-                te.gaze[k] = g[k]
-        # both eyes look the same way: average them (each eye's own estimate is noisy)
-        both = te.gaze.mean(0)
-        bs = np.array(face.blendshapes, np.float32, copy=True)
-        # In/Out are mirrored between the eyes: left eye In (toward the nose) = right eye Out
-        lr = np.stack([te.gaze[0], te.gaze[1]])
-        horiz_left = 0.5 * ((lr[0, 1] - lr[0, 2]) + (lr[1, 2] - lr[1, 1]))  # + = looking to the subject's right
-        vert = both[0] - both[3]  # + = down
-        for k, side in enumerate(("Left", "Right")):
-            inward = horiz_left if side == "Left" else -horiz_left
-            vals = [max(vert, 0.0), max(inward, 0.0), max(-inward, 0.0), max(-vert, 0.0)]
-            bs[LOOK[k]] = np.clip(vals, 0.0, 1.0)
-        face.blendshapes = bs
+        eye_look(face, m.p_closed, self._track(face.track_id).gaze, self.options)
 
     def finish(self, face: FaceResult, m: EyeMeasure, frame_index: int) -> list[EyeEvent]:
         """Step 6: the face's eye state, mouth openness and the eye events that ended on this frame."""
