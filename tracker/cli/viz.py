@@ -13,17 +13,13 @@ import click
 from rich.console import Console
 
 from facetrack.adapters.preview import DEFAULT_PORT
-from facetrack.tracker.cli.common import interrupt_on_sigterm
+from facetrack.tracker.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, err, interrupt_on_sigterm
 from facetrack.tracker.core.errors import FacetrackError
 from facetrack.tracker.core.sinks import Sink
 from facetrack.tracker.sources.frame_source import FrameSource
 from facetrack.tracker.viz.overlay import OverlayStyle
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-err = Console(stderr=True, soft_wrap=True)
 
 
 def _style(landmarks: str, no_axes: bool, no_panel: bool, focal_px: float | None) -> OverlayStyle:
