@@ -122,10 +122,9 @@ def _scenario_import(take: str, fps: int, names: list[str]) -> dict:
 
 def _scenario_rig(take: str) -> dict:
     """A face, a teeth mesh and an armature with head, jaw and eye bones; a 30 fps take into a 25 fps scene."""
-    import facetrack_blender
-    from bpy_extras import anim_utils
-
     bpy, obj, arm = _scene_with_face(["eyeBlinkLeft", "MouthOpenCustom", "eyeLookOutLeft"])
+    from bpy_extras import anim_utils  # importable once bpy is
+
     teeth_mesh = bpy.data.meshes.new("teeth")
     teeth_mesh.from_pydata([(0, 0, 0), (1, 0, 0), (0, 0, 1)], [], [(0, 1, 2)])
     teeth = bpy.data.objects.new("teeth", teeth_mesh)
