@@ -14,6 +14,7 @@ needs even sizes: an odd width or height gets one replicated pixel column or row
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import OrderedDict
@@ -101,11 +102,12 @@ def _even(image: np.ndarray) -> np.ndarray:
 
 
 def render_video(source: str | os.PathLike[str], results: Sequence[FrameResult], out: str | os.PathLike[str],
-                 style: OverlayStyle | None = None) -> int:
+                 style: OverlayStyle | None = None, rotate: int | None = None) -> int:
     """Draw `results` over every frame of the video `source` into `out`; returns the frames written.
 
     Frames are matched by index; a frame without a result is copied unchanged, so the
-    output always has the input's frame count, pts and time base.
+    output always has the input's frame count, pts and time base. Pictures are turned as
+    the tracker turned them: by the file's display matrix, or `rotate` degrees clockwise.
     """
     by_index = {result.frame_index: result for result in results}
     with av.open(os.fspath(source)) as container:
@@ -114,13 +116,21 @@ def render_video(source: str | os.PathLike[str], results: Sequence[FrameResult],
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         ctx = stream.codec_context
-        _check_size(by_index.values(), ctx.width, ctx.height, source)
+        decoded = container.decode(stream)
+        first = next(decoded, None)
+        if rotate is None:  # PyAV's angle is counter-clockwise
+            rotate = 0 if first is None else round(-float(first.rotation or 0) / 90) % 4 * 90
+        width, height = (ctx.height, ctx.width) if rotate % 180 else (ctx.width, ctx.height)
+        _check_size(by_index.values(), width, height, source)
         time_base = stream.time_base or Fraction(1, 90000)
-        writer = OverlayWriter(out, ctx.width, ctx.height, time_base, stream.average_rate)
+        writer = OverlayWriter(out, width, height, time_base, stream.average_rate)
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for index, frame in enumerate(itertools.chain([first] if first is not None else [], decoded)):
                 pts = frame.pts if frame.pts is not None else round(index / (stream.average_rate or 25) / time_base)
-                writer.write(draw_overlay(frame.to_ndarray(format="rgb24"), by_index.get(index), style), pts)
+                image = frame.to_ndarray(format="rgb24")
+                if rotate:
+                    image = np.ascontiguousarray(np.rot90(image, k=-(rotate // 90)))
+                writer.write(draw_overlay(image, by_index.get(index), style), pts)
         except BaseException:
             writer.abort()
             raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -75,6 +76,20 @@ def _is_loopback(endpoint: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+LIVE_QUEUE_SECONDS = 1.0
+"""How much of a live stream a subscriber's queue at the publisher holds: an animation client that stalls
+gets about the last second, not the last minute, when it resumes."""
+
+
+def live_sndhwm(fps: float | None, seconds: float = LIVE_QUEUE_SECONDS) -> int:
+    """SNDHWM for `seconds` of a live stream at `fps` (30 when unknown), plus the metadata messages.
+
+    ZeroMQ's CONFLATE (keep only the newest) cannot carry multipart messages ([topic, payload]),
+    so the queue is bounded by count instead.
+    """
+    return max(2, math.ceil((fps or 30.0) * seconds)) + 1
 
 
 def is_ipv6(endpoint: str) -> bool:

@@ -51,6 +51,14 @@ class Subscriber:
         context: the ZeroMQ context to use (default: the process-wide one, never terminated here).
         curve: this client's CURVE keys and the server's public key, for a publisher started
             with CURVE keys (`facetrack keys init`); without them such a publisher sends nothing.
+        max_age: skip frames published (`publish_time`, else `capture_time`) more than this many
+            seconds ago, counted in `stale`: a client that stalled resumes with the present, not
+            with what queued up meanwhile (ZeroMQ and the kernel buffer many seconds of frames).
+            Ages compare this machine's clock with the publisher's: on another machine keep the
+            clocks in sync (NTP) or leave it None.
+        newest_only: each `recv` takes everything already queued and returns the newest frame
+            (metadata is returned when met, so layout changes are never lost); skipped frames are
+            counted in `stale`.
 
     Late joiners: the publisher re-sends metadata every couple of seconds, so
     `latest_metadata` fills in shortly after connecting; frames can arrive before it.
@@ -65,9 +73,16 @@ class Subscriber:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         context: zmq.Context | None = None,
         curve: CurveClientKeys | None = None,
+        max_age: float | None = None,
+        newest_only: bool = False,
     ) -> None:
+        if max_age is not None and max_age <= 0:
+            raise ValueError(f"max_age must be positive seconds, got {max_age}")
         self.endpoint = endpoint
         self.encoding = encoding
+        self.max_age = max_age
+        self.newest_only = newest_only
+        self._stale = 0
         self._streams: dict[str, StreamMetadata] = {}
         self._latest_metadata: StreamMetadata | None = None
         self._malformed = 0
@@ -108,6 +123,11 @@ class Subscriber:
         return self._malformed
 
     @property
+    def stale(self) -> int:
+        """Frames skipped as older than `max_age`, or behind a newer one with `newest_only`."""
+        return self._stale
+
+    @property
     def received(self) -> int:
         """Valid messages returned so far (frames and metadata)."""
         return self._received
@@ -117,29 +137,58 @@ class Subscriber:
 
         `timeout=None` waits indefinitely, `0` only polls. Malformed messages are skipped
         (logged, counted) and the wait goes on until the deadline; with `strict=True`
-        they raise `ProtocolError` instead.
+        they raise `ProtocolError` instead. Frames older than `max_age` are skipped, and with
+        `newest_only` a frame with newer ones queued behind it is (both counted in `stale`).
         """
         if self._socket.closed:
             raise RuntimeError(f"Subscriber for {self.endpoint} is closed")
         deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            message = self._next(deadline, strict)
+            if message is None:
+                return None
+            if isinstance(message, FrameResult):
+                if self.newest_only:
+                    message = self._newest(message, strict)
+                if isinstance(message, FrameResult) and self._too_old(message):
+                    self._stale += 1
+                    continue
+            self._received += 1
+            if isinstance(message, StreamMetadata):
+                self._streams[message.stream_id] = message
+                self._latest_metadata = message
+            return message
+
+    def _next(self, deadline: float | None, strict: bool) -> Message | None:
+        """The next valid message by `deadline` (None: wait forever); malformed ones are skipped or raise."""
         while True:
             wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             if not self._socket.poll(wait_ms, zmq.POLLIN):
                 return None
             parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=True)
             try:
-                message = self._decode(parts)
+                return self._decode(parts)
             except ProtocolError as exc:
                 self._malformed += 1
                 if strict:
                     raise
                 self._warn(exc)
-                continue
-            self._received += 1
-            if isinstance(message, StreamMetadata):
-                self._streams[message.stream_id] = message
-                self._latest_metadata = message
-            return message
+
+    def _newest(self, frame: FrameResult, strict: bool) -> Message:
+        """`frame`, or a newer frame already queued behind it; metadata met on the way is returned instead."""
+        while (queued := self._next(time.monotonic(), strict)) is not None:
+            if isinstance(queued, StreamMetadata):
+                self._stale += 1  # the frame before the metadata is dropped: the layout comes first
+                return queued
+            self._stale += 1
+            frame = queued
+        return frame
+
+    def _too_old(self, frame: FrameResult) -> bool:
+        if self.max_age is None:
+            return False
+        stamp = frame.publish_time if frame.publish_time is not None else frame.capture_time
+        return time.time() - stamp > self.max_age
 
     def __iter__(self) -> Iterator[Message]:
         """Every valid message, waiting as long as it takes; stop with `break` or Ctrl-C."""

@@ -7,11 +7,16 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import zmq
+from synthetic import synthetic_metadata, synthetic_result
 
 from facetrack.adapters.udp import UdpSender
+from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher, live_sndhwm
 from facetrack.adapters.zmq_subscriber import Subscriber
 from facetrack.tracker.core.schema import FrameResult
 
@@ -72,3 +77,67 @@ def test_udp_senders_send_from_the_interface_that_reaches_the_target(host: str) 
             assert data == b"/VMC/Ext/OK" and origin[0] == local
         finally:
             sender.close()
+
+
+class _LivePublisher:
+    """A live stream at `fps` on a real PUB socket with the live queue size, on its own thread."""
+
+    def __init__(self, fps: float = 50.0) -> None:
+        self.publisher = ZmqPublisher(PublisherConfig(endpoint="tcp://127.0.0.1:*", sndhwm=live_sndhwm(fps)))
+        self.publisher.start(synthetic_metadata())
+        self._fps = fps
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        rng = np.random.default_rng(7)
+        index = 0
+        while not self._stop.wait(1.0 / self._fps):
+            result = synthetic_result(rng, index, faces=1)
+            result.capture_time = time.time()
+            self.publisher.write(result)
+            index += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.publisher.close()
+
+
+def _first_frame_after_a_stall(subscriber: Subscriber, stall_s: float) -> FrameResult:
+    deadline = time.monotonic() + 10
+    frames = 0
+    while frames < 5 and time.monotonic() < deadline:  # connected and reading
+        frames += isinstance(subscriber.recv(timeout=1.0), FrameResult)
+    assert frames == 5
+    time.sleep(stall_s)  # the client stops reading; the stream goes on
+    while not isinstance(message := subscriber.recv(timeout=5.0), FrameResult):
+        assert message is not None
+    return message
+
+
+def test_live_publisher_queue_holds_about_a_second() -> None:
+    assert live_sndhwm(30.0) == 31 and live_sndhwm(None) == 31 and live_sndhwm(240.0, seconds=0.5) == 121
+    live = _LivePublisher(50.0)
+    try:
+        assert live.publisher._socket.getsockopt(zmq.SNDHWM) == 51
+    finally:
+        live.close()
+
+
+@pytest.mark.parametrize("mode", ["max_age", "newest_only"])
+def test_a_stalled_subscriber_resumes_with_the_present(mode: str) -> None:
+    live = _LivePublisher(50.0)
+    try:
+        with Subscriber(live.publisher.endpoint, topics="frame") as plain:  # what a client got before: the past
+            stale = _first_frame_after_a_stall(plain, 2.0)
+            assert time.time() - stale.publish_time > 1.0
+        options = {"max_age": 0.3} if mode == "max_age" else {"newest_only": True}
+        with Subscriber(live.publisher.endpoint, topics="frame", **options) as fresh:
+            first = _first_frame_after_a_stall(fresh, 2.0)
+            age = time.time() - first.publish_time
+            assert age < (0.3 if mode == "max_age" else 1.2), age
+            assert fresh.stale > 10
+    finally:
+        live.close()

@@ -152,3 +152,15 @@ def test_a_truncated_jpeg_is_tracked_with_a_warning(tmp_path: Path, caplog: pyte
     with caplog.at_level(logging.WARNING, logger="facetrack.sources"), open_source(cut) as source:
         assert len(list(source)) == 1
     assert "cut.jpg" in caplog.text and "truncated" in caplog.text
+
+
+def test_render_draws_a_phone_clip_upright(tmp_path: Path) -> None:
+    from facetrack.adapters.render_sink import render_video
+
+    clip = _rotated_clip(tmp_path / "phone.mp4", [_marked()] * 3, 90)
+    with Tracker(TrackerConfig(model=None, eyes={"enabled": False})) as tracker:
+        results = list(tracker.track(clip))
+    assert render_video(clip, results, tmp_path / "overlay.mp4") == 3
+    with av.open(str(tmp_path / "overlay.mp4")) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert frame.shape == (160, 96, 3) and _corner(frame) == "top-right"

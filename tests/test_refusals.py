@@ -110,9 +110,10 @@ def test_error_messages_are_one_line_however_long(workdir: Path) -> None:
 
 def test_missing_output_folders_are_created_when_the_run_goes_ahead(workdir: Path) -> None:
     done = facetrack("run", "clip.mp4", "--quiet", "--model", "none", "--no-eyes", "--max-frames", "3",
-                     "--out", "results/day1/take.csv", cwd=workdir)
+                     "--out", "results/day1/take.csv", "--render", "overlays/day1/take.mp4", cwd=workdir)
     assert done.returncode == 0, done.stderr
     assert len((workdir / "results" / "day1" / "take.csv").read_text().splitlines()) == 4
+    assert (workdir / "overlays" / "day1" / "take.mp4").stat().st_size > 0
 
 
 def test_a_run_that_fails_before_its_first_frame_discards_its_partial_files(workdir: Path) -> None:
@@ -167,3 +168,16 @@ def test_a_subscriber_that_receives_nothing_keeps_the_earlier_file(workdir: Path
     assert done.returncode == 0 and "0 frames received" in done.stderr
     # the final-named file is as it was; an earlier run's leftover .partial is the one file a new run may reuse
     assert _snapshot(workdir) == {name: digest for name, digest in before.items() if not name.endswith(".partial")}
+
+
+def test_a_busy_preview_port_is_refused_before_any_file(workdir: Path) -> None:
+    before = _snapshot(workdir)
+    with _busy_port() as held:
+        port = held.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+        done = subprocess.run([*CLI, "run", "clip.mp4", "--out", "take.jsonl", "--out", "new.csv", "--preview",
+                               "--preview-port", str(port)], capture_output=True, text=True, timeout=120,
+                              cwd=workdir, env=env)
+    assert done.returncode == 2, done.stderr
+    assert f"cannot serve the preview on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    assert _snapshot(workdir) == before

@@ -12,7 +12,6 @@ frame's faces.
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,8 +34,6 @@ from facetrack.tracker.stages.fit import FitStage
 from facetrack.tracker.stages.pose import estimate_head_pose
 from facetrack.tracker.stages.regress import RegressStage
 from facetrack.tracker.stages.tracks import Track, TrackAssigner
-
-log = logging.getLogger("facetrack.pipeline")
 
 SourceLike = str | os.PathLike[str] | FrameSource
 

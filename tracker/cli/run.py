@@ -24,7 +24,7 @@ from facetrack.tracker.cli.common import (
     interrupt_on_sigterm,
     usage_error,
 )
-from facetrack.tracker.core.errors import FacetrackError, SinkError, SourceDecodeError, SourceLostError
+from facetrack.tracker.core.errors import FacetrackError, SourceDecodeError, SourceLostError
 
 # ---- --vmc / --livelink sending options: collected into one `clients` dict for _udp_sinks ----
 
@@ -117,7 +117,9 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         rotate: str | None, recursive: bool, focal_px: float | None, render: Path | None, preview: bool,
         preview_port: int, quiet: bool, clients: dict) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
+    from facetrack.adapters.zmq_publisher import PublisherConfig, live_sndhwm
     from facetrack.tracker.cli.progress import RunProgress
+    from facetrack.tracker.cli.run_sinks import check_outputs, file_sinks, network_sinks
     from facetrack.tracker.cli.viz import overlay_sinks
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.core.sinks import end_sinks
@@ -146,7 +148,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         err.print("[yellow]No --out, --publish, --vmc, --livelink, --render or --preview given: "
                   "results are discarded (see --help).")
     try:
-        _check_outputs(outputs, mesh_path, render)
+        check_outputs(outputs, mesh_path, render)
         # the face model and the engines load here: a bad one fails before any output exists
         tracker = Tracker(config)
     except FacetrackError as exc:
@@ -158,10 +160,14 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         sinks: list = []
         try:
             # endpoints and ports first (they create no file), then the files: a refusal opens none
-            sinks += _network_sinks(endpoint, wire, curve_keys, wait_subscribers, vmc, livelink, clients)
+            publish = None if endpoint is None else PublisherConfig(
+                endpoint=endpoint, encoding=wire, curve_keys=curve_keys, wait_subscribers=wait_subscribers,
+                # a live stream's queue per subscriber holds about a second, not minutes of the past
+                **({"sndhwm": live_sndhwm(frames.info.fps)} if frames.live else {}))
+            sinks += network_sinks(publish, *_udp_configs(vmc, livelink, clients))
             frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
             sinks += drawing
-            sinks += _file_sinks(outputs, mesh_path, mesh_format)
+            sinks += file_sinks(outputs, mesh_path, mesh_format)
         except BaseException:
             frames.close()
             end_sinks(sinks, keep=False)
@@ -180,92 +186,31 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
     err.print(progress.summary(outputs, endpoint, render))
 
 
-def _check_outputs(outputs: tuple[Path, ...], mesh_path: Path | None, render: Path | None) -> None:
-    """Every output a run would write, checked before any is opened (SinkError names the option and path)."""
-    from facetrack.adapters.file_sinks import SUPPORTED_EXTENSIONS
-    from facetrack.adapters.render_sink import CONTAINER_FORMATS
-    from facetrack.tracker.core.paths import check_distinct, check_output_file, check_output_folder
-
-    for path in outputs:
-        check_output_file(path, "--out", SUPPORTED_EXTENSIONS)
-    if mesh_path is not None:
-        if mesh_path.suffix.lower() == ".npz":
-            check_output_file(mesh_path, "--mesh", (".npz",))
-        else:
-            check_output_folder(mesh_path, "--mesh")
-    if render is not None:
-        check_output_file(render, "--render", tuple(CONTAINER_FORMATS))
-    check_distinct([*outputs, *(p for p in (mesh_path, render) if p is not None)])
-
-
-def _network_sinks(endpoint: str | None, wire: str, curve_keys: Path | None, wait_subscribers: int,
-                   vmc: str | None, livelink: str | None, clients: dict) -> list:
-    """The ZeroMQ publisher (bound here: a busy port fails now) and the VMC / Live Link senders."""
-    from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
-
-    sinks = _udp_sinks(vmc, livelink, clients)
-    if endpoint is not None:
-        try:
-            sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
-                                                      wait_subscribers=wait_subscribers)))
-        except BaseException:
-            for sink in sinks:
-                sink.close()
-            raise
-    return sinks
-
-
-def _file_sinks(outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str) -> list:
-    """The result files and the mesh output, opened last (as `.partial`)."""
-    from facetrack.adapters.file_sinks import open_file_sink
-    from facetrack.adapters.mesh_sink import open_mesh_sink
-    from facetrack.tracker.core.sinks import end_sinks
-
-    sinks: list = []
-    try:
-        if mesh_path is not None:
-            sinks.append(open_mesh_sink(mesh_path, mesh_format))
-            if mesh_path.suffix.lower() == ".npz":
-                mesh_path.parent.mkdir(parents=True, exist_ok=True)
-        for path in outputs:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sinks.append(open_file_sink(path))
-    except OSError as exc:  # checked before: only a race with another program gets here
-        end_sinks(sinks, keep=False)
-        raise SinkError(f"cannot create {exc.filename}: {exc.strerror}") from None
-    except BaseException:
-        end_sinks(sinks, keep=False)
-        raise
-    return sinks
-
-
-def _udp_sinks(vmc: str | None, livelink: str | None, clients: dict) -> list:
-    """VMC and Live Link senders for the addresses and `_client_options` given on the command line."""
+def _udp_configs(vmc: str | None, livelink: str | None, clients: dict) -> tuple:
+    """The VMC and Live Link sender configs for the addresses and `_client_options` given on the command line."""
     from facetrack.adapters.livelink import DEFAULT_PORT as LIVELINK_PORT
-    from facetrack.adapters.livelink import LiveLinkConfig, LiveLinkSender
+    from facetrack.adapters.livelink import LiveLinkConfig
     from facetrack.adapters.vmc import DEFAULT_PORT as VMC_PORT
-    from facetrack.adapters.vmc import VmcConfig, VmcSender, read_name_map
+    from facetrack.adapters.vmc import VmcConfig, read_name_map
 
     common = {"track_id": clients["send_track"], "pace": not clients["no_pace"]}
-    sinks = []
+    vmc_config = livelink_config = None
     try:
         if vmc is not None:
             host, port = _address(vmc, VMC_PORT, "--vmc")
-            sinks.append(VmcSender(VmcConfig(
+            vmc_config = VmcConfig(
                 host=host, port=port, preset=clients["vmc_preset"], name_map=read_name_map(clients["vmc_map"]),
-                head_translation=not clients["vmc_no_translation"], **common)))
+                head_translation=not clients["vmc_no_translation"], **common)
         if livelink is not None:
             host, port = _address(livelink, LIVELINK_PORT, "--livelink")
-            sinks.append(LiveLinkSender(LiveLinkConfig(
+            livelink_config = LiveLinkConfig(
                 host=host, port=port, subject=clients["livelink_subject"], fps=clients["livelink_fps"],
-                device_id=clients["livelink_device_id"], **common)))
+                device_id=clients["livelink_device_id"], **common)
     except ValidationError as exc:
-        _close_all(sinks)
         raise usage_error(exc) from None
     except ValueError as exc:  # a name map that cannot be read, a name too long to send
-        _close_all(sinks)
         raise click.UsageError(str(exc)) from None
-    return sinks
+    return vmc_config, livelink_config
 
 
 def _address(value: str, default_port: int, option: str) -> tuple[str, int]:
@@ -275,10 +220,5 @@ def _address(value: str, default_port: int, option: str) -> tuple[str, int]:
         return parse_host_port(value, default_port)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=option) from None
-
-
-def _close_all(sinks: list) -> None:
-    for sink in sinks:
-        sink.close()
 
 

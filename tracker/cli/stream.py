@@ -49,8 +49,11 @@ def info(source: str, as_json: bool) -> None:
               help="This client's NAME.key_secret, for a publisher started with --curve-keys.")
 @click.option("--server-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="The publisher's server.key (public), with --curve-key.")
+@click.option("--max-age", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Skip frames published more than this many seconds ago (a client that stalled resumes with the "
+                   "present); compares this machine's clock with the publisher's.")
 def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str | None,
-              timeout: float | None, curve_key: Path | None, server_key: Path | None) -> None:
+              timeout: float | None, curve_key: Path | None, server_key: Path | None, max_age: float | None) -> None:
     """Receive a facetrack stream from ENDPOINT and print or save it."""
     from facetrack.adapters.curve import CurveClientKeys
     from facetrack.adapters.file_sinks import SUPPORTED_EXTENSIONS, open_file_sink
@@ -70,7 +73,8 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
     try:
         if out is not None:
             check_output_file(out, "--out", SUPPORTED_EXTENSIONS)
-        subscriber = Subscriber(endpoint, topics=topics, curve=curve)  # keys and endpoint checked before --out opens
+        # the keys and the endpoint are checked before --out is opened
+        subscriber = Subscriber(endpoint, topics=topics, curve=curve, max_age=max_age)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             sink = open_file_sink(out)

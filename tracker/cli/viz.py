@@ -67,8 +67,11 @@ _focal_option = click.option("--focal-px", type=float, default=None,
 @_no_axes_option
 @_no_panel_option
 @_focal_option
+@click.option("--rotate", type=click.Choice(["0", "90", "180", "270"]), default=None,
+              help="Turn SOURCE's pictures this many degrees clockwise, as `run --rotate` did (default: as its "
+                   "display matrix says, as `run` does).")
 def render_command(source: Path, results: Path, out: Path, landmarks: str, no_axes: bool, no_panel: bool,
-                   focal_px: float | None) -> None:
+                   focal_px: float | None, rotate: str | None) -> None:
     """Draw RESULTS (from `facetrack run --out`) over the video SOURCE, frame for frame, at SOURCE's timing."""
     import av
 
@@ -77,7 +80,8 @@ def render_command(source: Path, results: Path, out: Path, landmarks: str, no_ax
 
     try:
         loaded = read_results(results)
-        frames = render_video(source, loaded, out, _style(landmarks, no_axes, no_panel, focal_px))
+        frames = render_video(source, loaded, out, _style(landmarks, no_axes, no_panel, focal_px),
+                              None if rotate is None else int(rotate))
     except (FacetrackError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(EXIT_USAGE)
