@@ -180,7 +180,8 @@ _DISK_FULL = textwrap.dedent(
 
 def test_disk_full_is_a_sink_error_and_keeps_what_was_written(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-c", _DISK_FULL, str(tmp_path), str(Path(__file__).parent)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _DISK_FULL, str(tmp_path), str(Path(__file__).parent)],
+        capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)

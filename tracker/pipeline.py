@@ -85,7 +85,8 @@ class Tracker:
         self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None
         still_images = frames.info.fps is None and not frames.live
         # a folder of photos is not a motion: nothing to smooth across them
-        self._filter = FaceFilter(self.config.filter, self.config.eyes.blink_snap) if self.config.filter.enabled and not still_images else None
+        smooth = self.config.filter.enabled and not still_images
+        self._filter = FaceFilter(self.config.filter, self.config.eyes.blink_snap) if smooth else None
         self._fps = frames.info.fps
         metadata = StreamMetadata(stream_id=self.config.stream_id, source=frames.info, started_at=time.time())
         stage = self._fit or self._regress
