@@ -21,8 +21,8 @@ import msgpack
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from facetrack.tracker.errors import ProtocolError
-from facetrack.tracker.schema import FRAME_SCHEMA, META_SCHEMA, FrameResult, StreamMetadata
+from facetrack.tracker.core.errors import ProtocolError
+from facetrack.tracker.core.schema import FRAME_SCHEMA, META_SCHEMA, FrameResult, StreamMetadata
 
 Encoding = Literal["msgpack", "json"]
 Message: TypeAlias = FrameResult | StreamMetadata

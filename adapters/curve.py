@@ -24,7 +24,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from facetrack.tracker.errors import SinkError
+from facetrack.tracker.core.errors import SinkError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facetrack.adapters.codec import decode_message, encode_message
-from facetrack.tracker.errors import ProtocolError, SinkError
-from facetrack.tracker.schema import (
+from facetrack.tracker.core.errors import ProtocolError, SinkError
+from facetrack.tracker.core.schema import (
     ARKIT_BLENDSHAPES,
     LANDMARK_COUNT,
     FaceResult,
@@ -39,10 +39,9 @@ from facetrack.tracker.schema import (
     HeadPose,
     StreamMetadata,
 )
-from facetrack.tracker.sinks import Sink
+from facetrack.tracker.core.sinks import PARTIAL_SUFFIX, Sink
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".csv", ".parquet", ".npz")
-PARTIAL_SUFFIX = ".partial"
 PARQUET_ROW_GROUP = 256
 PARQUET_METADATA_KEY = b"facetrack.meta"
 

@@ -44,7 +44,7 @@ from fractions import Fraction
 from pydantic import BaseModel, ConfigDict, Field
 
 from facetrack.adapters.udp import DatagramSink
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, StreamMetadata
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, StreamMetadata
 
 DEFAULT_PORT = 11111
 PACKET_VERSION = 6

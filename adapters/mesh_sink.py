@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.schema import FrameResult, StreamMetadata
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import FrameResult, StreamMetadata
 
 MESH_FORMATS = ("ply", "obj")
 _PARTIAL = ".partial"

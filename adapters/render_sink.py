@@ -26,10 +26,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.render import OverlayStyle, draw_overlay
-from facetrack.tracker.schema import FrameResult, StreamMetadata
-from facetrack.tracker.sources import Frame, FrameSource
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import FrameResult, StreamMetadata
+from facetrack.tracker.sources.config import Frame
+from facetrack.tracker.sources.frame_source import FrameSource
+from facetrack.tracker.viz.overlay import OverlayStyle, draw_overlay
 
 log = logging.getLogger("facetrack.render")
 

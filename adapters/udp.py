@@ -13,8 +13,8 @@ import time
 from abc import ABC, abstractmethod
 
 from facetrack.adapters.pacing import FramePacer
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, StreamMetadata
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, StreamMetadata
 
 log = logging.getLogger("facetrack.udp")
 

@@ -49,7 +49,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from facetrack.adapters.udp import DEFAULT_HOST, DatagramSink
 from facetrack.adapters.vrm_presets import VRM_PRESETS, vrm_presets
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult
 
 DEFAULT_PORT = 39539
 """Where VMC marionettes (VSeeFace, EVMC4U, VMC4B...) listen by default."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 
 VRM_PRESETS: tuple[str, ...] = ("Blink", "Blink_L", "Blink_R", "A", "I", "U", "E", "O", "Joy", "Angry", "Sorrow", "Fun")
 """The VRM 0.x preset names sent (VMC names are case-sensitive; VSeeFace expects these)."""

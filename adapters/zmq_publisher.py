@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from facetrack.adapters.codec import encode_message
 from facetrack.adapters.curve import CurveServer
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.schema import FrameResult, StreamMetadata
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import FrameResult, StreamMetadata
 
 log = logging.getLogger("facetrack.zmq")
 

@@ -3,7 +3,7 @@
 Example::
 
     from facetrack.adapters.zmq_subscriber import Subscriber
-    from facetrack.tracker.schema import FrameResult
+    from facetrack.tracker.core.schema import FrameResult
 
     with Subscriber("tcp://127.0.0.1:5557") as sub:
         for message in sub:  # FrameResult or StreamMetadata, waits as long as it takes
@@ -27,8 +27,8 @@ import zmq
 from facetrack.adapters.codec import MAX_MESSAGE_BYTES, Encoding, Message, decode_message, detect_encoding
 from facetrack.adapters.curve import CurveClientKeys, secure_client
 from facetrack.adapters.zmq_publisher import FRAME_TOPIC, META_TOPIC, is_ipv6, topic
-from facetrack.tracker.errors import ProtocolError
-from facetrack.tracker.schema import FrameResult, StreamMetadata
+from facetrack.tracker.core.errors import ProtocolError
+from facetrack.tracker.core.schema import FrameResult, StreamMetadata
 
 log = logging.getLogger("facetrack.zmq")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import asdict, dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,8 @@ import numpy as np
 from facetrack.engines.backends import BackendName, open_network, select_backend
 from facetrack.engines.eye_state import DEFAULT_ENGINE as EYE_STATE_ONNX
 from facetrack.engines.onnx_runtime import EngineError, sha256_file, sidecar_path, write_sidecar
-from facetrack.tracker.facemodel.registry import data_dir
+from facetrack.tracker.core.paths import data_dir
+from facetrack.tracker.core.versions import package_version
 
 # name -> (input size, input range) of the wheel's models (mediapipe's graph feeds them so)
 TFLITE_INPUTS: dict[str, tuple[int, tuple[float, float]]] = {
@@ -40,10 +40,10 @@ def converted_path(name: str) -> Path:
 
 
 def _converter_version() -> str:
-    try:
-        return version("tflite2onnx")
-    except PackageNotFoundError:
-        raise EngineError("converting the TFLite models needs tflite2onnx: pip install 'facetrack[convert]'") from None
+    found = package_version("tflite2onnx")
+    if found is None:
+        raise EngineError("converting the TFLite models needs tflite2onnx: pip install 'facetrack[convert]'")
+    return found
 
 
 def _convert(source: Path, out: Path) -> None:
@@ -87,7 +87,7 @@ def _dynamic_batch(path: Path) -> None:
 
 def _litert_reference(source: Path, batch: np.ndarray) -> list[np.ndarray]:
     """LiteRT's outputs one image at a time (the detector's TFLite graph cannot batch)."""
-    from facetrack.engines.mesh_iris import LiteRTModel
+    from facetrack.engines.litert import LiteRTModel
 
     model = LiteRTModel(source)
     items = [model.run(batch[i:i + 1]) for i in range(len(batch))]
@@ -96,7 +96,7 @@ def _litert_reference(source: Path, batch: np.ndarray) -> list[np.ndarray]:
 
 def convert_tflite(name: str, force: bool = False) -> Path:
     """The ONNX conversion of one of the wheel's models, made (or reused) in the user data directory."""
-    from facetrack.engines.mesh_iris import mediapipe_model
+    from facetrack.engines.litert import mediapipe_model
 
     if name not in TFLITE_INPUTS:
         raise EngineError(f"no conversion for {name!r} (one of {', '.join(TFLITE_INPUTS)})")
@@ -145,7 +145,7 @@ class EngineEntry:
 
 def catalogue() -> list[EngineEntry]:
     """Our networks and the wheel's models, with what is built."""
-    from facetrack.engines.mesh_iris import mediapipe_model
+    from facetrack.engines.litert import mediapipe_model
     from facetrack.engines.regress import default_engine_path
     from facetrack.engines.tensorrt_engine import plans_dir
 

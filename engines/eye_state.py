@@ -2,7 +2,7 @@
 
 The default engine (`engines/models/eye_state.onnx`, model card `engines/models/eye_state.md`)
 is a small CNN trained by `facetrack train eye-state` (training/eye_state.py). Input: the
-aligned grey crops of `facetrack.tracker.eyes.cut_eye_crops` (left eye mirrored), size and
+aligned grey crops of `facetrack.tracker.stages.eyes.cut_eye_crops` (left eye mirrored), size and
 normalisation read from the engine's metadata. It runs on any backend of
 `facetrack.engines.backends` (the CPU by default: two tiny crops per face are not worth a
 trip to a GPU in live tracking; batch runs pick a GPU with `backend`).
@@ -61,6 +61,3 @@ class EyeStateEngine:
                                       for c in crops[i:i + batch]])) for i in range(0, len(crops), batch)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-
-def default_engine_available() -> bool:
-    return DEFAULT_ENGINE.is_file()

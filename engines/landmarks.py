@@ -9,12 +9,20 @@ faces; as ONNX on a GPU backend it also crops on the GPU with CuPy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol
 
 from facetrack.engines.base import LandmarkEngine
 
-if TYPE_CHECKING:
-    from facetrack.tracker.config import TrackerConfig
+
+class LandmarkSettings(Protocol):
+    """The fields of a TrackerConfig that pick and tune the landmark engine (engines/ does not import the
+    tracker's config)."""
+
+    landmark_engine: Literal["mediapipe", "litert", "onnx"]
+    backend: str
+    max_faces: int
+    min_detection_confidence: float
+    min_tracking_confidence: float
 
 
 def crop_device(backend: str) -> str:
@@ -28,7 +36,7 @@ def crop_device(backend: str) -> str:
     return "gpu" if select_backend(backend).name in ("tensorrt", "cuda") and cupy_usable() else "cpu"
 
 
-def make_landmark_engine(config: TrackerConfig, still_images: bool) -> LandmarkEngine:
+def make_landmark_engine(config: LandmarkSettings, still_images: bool) -> LandmarkEngine:
     """The configured engine; `still_images` turns off tracking from the previous frame."""
     if config.landmark_engine in ("litert", "onnx"):
         from facetrack.engines.mesh_iris import FaceMeshIris

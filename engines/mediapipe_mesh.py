@@ -22,7 +22,7 @@ import numpy as np
 from mediapipe.python.solution_base import SolutionBase
 
 from facetrack.engines.base import DetectedFace
-from facetrack.tracker.geometry import iou_matrix, landmark_box
+from facetrack.tracker.core.geometry import iou_matrix, landmark_box
 
 _GRAPH = "mediapipe/modules/face_landmark/face_landmark_front_cpu.binarypb"
 _DETECTION_THRESHOLD = (

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from facetrack.engines.network import TensorSpec
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.core.errors import FacetrackError
 
 _PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 

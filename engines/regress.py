@@ -20,7 +20,7 @@ import numpy as np
 from facetrack.engines.backends import BackendName, open_network
 from facetrack.engines.engine_checks import check_finite, check_network, input_size, normalisation
 from facetrack.engines.onnx_runtime import EngineError, load_verified_metadata, sidecar_path
-from facetrack.tracker.facemodel.registry import data_dir
+from facetrack.tracker.core.paths import data_dir
 
 CROP_SCALE = 1.6
 """Crop side = CROP_SCALE x the larger side of the 68 points' box: the whole face and some margin."""

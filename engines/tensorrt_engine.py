@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facetrack.engines.backends import gpu_name, tensorrt
 from facetrack.engines.fp16 import onnx_to_fp16
+from facetrack.engines.gpu import gpu_name, tensorrt
 from facetrack.engines.network import TensorSpec
 from facetrack.engines.onnx_runtime import EngineError, load_verified_metadata, sha256_file
-from facetrack.tracker.facemodel.registry import data_dir
+from facetrack.tracker.core.paths import data_dir
 
 log = logging.getLogger("facetrack.engines")
 _WORKSPACE = 1 << 30

@@ -25,7 +25,7 @@ import numpy as np
 from facetrack.adapters.livelink import LiveLinkConfig, LiveLinkSender
 from facetrack.adapters.vmc import VmcConfig, VmcSender
 from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
-from facetrack.tracker.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
+from facetrack.tracker.core.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
 
 ROOT = Path(__file__).resolve().parents[1]
 METADATA = StreamMetadata(stream_id="bench", source=SourceInfo(uri="x", live=True, width=1280, height=720),
@@ -62,7 +62,7 @@ def cost(sink, frames: list[FrameResult]) -> str:
 _PY_SUB = """
 import sys, time, json
 from facetrack.adapters.zmq_subscriber import Subscriber
-from facetrack.tracker.schema import FrameResult
+from facetrack.tracker.core.schema import FrameResult
 out = []
 with Subscriber(sys.argv[1], topics=("frame",)) as sub:
     print("ready", flush=True)

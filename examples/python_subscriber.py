@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from facetrack.adapters.zmq_subscriber import Subscriber
-from facetrack.tracker.schema import FrameResult
+from facetrack.tracker.core.schema import FrameResult
 
 
 def main() -> None:

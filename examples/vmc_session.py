@@ -23,7 +23,7 @@ from facetrack.adapters.vmc import DEFAULT_PORT, VmcConfig, VmcSender
 def track(source: str, target: str | None, realtime: bool, max_frames: int | None) -> None:
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.pipeline import Tracker
-    from facetrack.tracker.sources import SourceConfig
+    from facetrack.tracker.sources.config import SourceConfig
 
     host, port = parse_host_port(target, DEFAULT_PORT)
     sender = VmcSender(VmcConfig(host=host, port=port))

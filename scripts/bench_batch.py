@@ -1,6 +1,6 @@
 """Batch throughput: clips/hour and frames/s with 1 and N workers, Ray vs the process pool, resume after kill -9.
 
-Every figure comes from the real command (`python -m facetrack.tracker.batch`) run as a
+Every figure comes from the real command (`python -m facetrack.tracker.cli.batch`) run as a
 subprocess on the real clips, timed from outside, with the per-clip timings read back
 from its manifest. Startup is the time from launch to the first clip starting (process
 spawn, imports, and for Ray the local cluster); steady fps excludes it.
@@ -31,7 +31,7 @@ import click
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("FACETRACK_MEDIA", ROOT.parent / "shared" / "media"))
-COMMAND = [sys.executable, "-m", "facetrack.tracker.batch"]
+COMMAND = [sys.executable, "-m", "facetrack.tracker.cli.batch"]
 PHASE_TIMEOUT = 900
 
 

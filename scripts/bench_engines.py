@@ -30,10 +30,10 @@ from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
 from facetrack.engines.mesh_iris import EYE_A, EYE_B, FaceMeshIris
 from facetrack.engines.throughput import ThroughputConfig, measure_throughput, render_throughput
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.eye_stage import EyeOptions
-from facetrack.tracker.filters import FilterConfig
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.sources import probe_source
+from facetrack.tracker.sources.frame_source import probe_source
+from facetrack.tracker.stages.eye_options import EyeOptions
+from facetrack.tracker.stages.filter import FilterConfig
 
 OUTER_CORNERS = (33, 263)
 LIPS = np.array([0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from facetrack.tracker.bench import BenchConfig, BenchReport, run_bench
+from facetrack.tracker.cli.bench import BenchConfig, BenchReport, run_bench
 
 STAGES = ("decode", "landmarks", "eyes", "pose", "fit", "dynamics", "gaze", "filter", "events", "publish")
 

@@ -97,8 +97,8 @@ def evaluate(engine_path: Path, model_path: Path, data: Path, held: np.ndarray) 
     import torch
 
     from facetrack.engines.onnx_runtime import OnnxEngine
+    from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
     from facetrack.tracker.facemodel.format import MorphableModel
-    from facetrack.tracker.schema import ARKIT_BLENDSHAPES
     from facetrack.training.regressor import normalise
     from facetrack.training.render import TorchFaceModel, transform
 

@@ -24,12 +24,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-from facetrack.tracker import eyes as E
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.filters import FilterConfig
+from facetrack.tracker.core.schema import SourceInfo
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.schema import SourceInfo
-from facetrack.tracker.sources import Frame, FrameSource
+from facetrack.tracker.sources.config import Frame
+from facetrack.tracker.sources.frame_source import FrameSource
+from facetrack.tracker.stages import eyes as E
+from facetrack.tracker.stages.filter import FilterConfig
 
 CLIP = "videos/SadTalker_ref/WDA_KatieHill_000.mp4"
 
@@ -79,8 +80,8 @@ def jitter(image: np.ndarray, frames: int, noise: float, filtered: bool, seed: i
 def timing(images: list[np.ndarray]) -> dict:
     from facetrack.engines.eye_state import EyeStateEngine
     from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
-    from facetrack.tracker.dynamics import LipLidDynamics
     from facetrack.tracker.facemodel.fitter import FaceModelFitter
+    from facetrack.tracker.stages.dynamics import LipLidDynamics
 
     with MediapipeFaceMesh() as mesh:
         lms = [mesh.process(im)[0].landmarks for im in images]

@@ -32,11 +32,11 @@ import numpy as np
 
 from facetrack.engines.base import DetectedFace
 from facetrack.engines.landmarks import make_landmark_engine
-from facetrack.tracker import eyes as E
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.eye_stage import EyeOptions
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.stages import eyes as E
+from facetrack.tracker.stages.eye_options import EyeOptions
 
 BL, BR = ARKIT_BLENDSHAPES.index("eyeBlinkLeft"), ARKIT_BLENDSHAPES.index("eyeBlinkRight")
 TOLERANCE = 2

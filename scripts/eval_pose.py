@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
-from facetrack.tracker.pose import estimate_head_pose
+from facetrack.tracker.stages.pose import estimate_head_pose
 from facetrack.training.landmark_files import read_aflw2000_pose
 
 

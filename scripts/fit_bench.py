@@ -3,7 +3,7 @@
 Landmarks come from mediapipe's face mesh (478 points, video mode; cached by
 `fit_clips`); then each model fits every frame of the one track, timed alone
 (landmark extraction is not counted), with one BLAS thread as the pipeline runs it
-(`tracker/fitting.py`: a multi-threaded BLAS is far slower on these small systems).
+(`tracker/stages/fit.py`: a multi-threaded BLAS is far slower on these small systems).
 Each model runs `--repeat` times on a fresh fitter; the spread over the runs is
 printed, as the machine may be shared. Also prints a few blendshape ranges.
 
@@ -24,9 +24,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fit_clips import clip_landmarks  # noqa: E402
 
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES  # noqa: E402
 from facetrack.tracker.facemodel.fitter import FaceModelFitter  # noqa: E402
 from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model  # noqa: E402
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES  # noqa: E402
 
 DEFAULT_CLIP = "SadTalker_ref/WDA_KatieHill_000.mp4"
 

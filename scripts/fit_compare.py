@@ -24,9 +24,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fit_clips import DEV_CLIPS, clip_landmarks  # noqa: E402
 
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES  # noqa: E402
 from facetrack.tracker.facemodel.fitter import FaceModelFitter  # noqa: E402
 from facetrack.tracker.facemodel.registry import load_model  # noqa: E402
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES  # noqa: E402
 
 SHAPES = ["eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp",
           "browOuterUpLeft", "browOuterUpRight", "browDownLeft", "browDownRight", "mouthFunnel", "mouthPucker"]

@@ -25,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -39,10 +40,13 @@ import numpy as np
 
 from facetrack.adapters.codec import encode_message
 from facetrack.adapters.file_sinks import open_file_sink, read_results
-from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.core.errors import FacetrackError
 from facetrack.tracker.facemodel.format import MorphableModel
-from facetrack.tracker.sources import SourceConfig, open_source
+from facetrack.tracker.sources.config import SourceConfig
+from facetrack.tracker.sources.frame_source import open_source
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic import synthetic_metadata, synthetic_result  # noqa: E402  (the tests' generator of results)
 
 TIME_BOX_S = 10.0
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
-from facetrack.tracker.eyes import L_CORNERS, R_CORNERS
+from facetrack.tracker.stages.eyes import L_CORNERS, R_CORNERS
 
 
 def eye_strip(image: np.ndarray, lm: np.ndarray, size=(320, 96)) -> np.ndarray:

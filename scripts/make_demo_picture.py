@@ -2,7 +2,7 @@
 
     facetrack demo && python scripts/make_demo_picture.py [--overlay out/demo/overlay.mp4] [--out docs/images/demo.jpg]
 
-The demo clip is made from a public-domain portrait (tracker/demo.py), so its overlay may be committed.
+The demo clip is made from a public-domain portrait (tracker/viz/demo_clip.py), so its overlay may be committed.
 """
 
 from __future__ import annotations

@@ -22,11 +22,11 @@ from PIL import Image
 
 from facetrack.adapters.render_sink import FrameTap
 from facetrack.tracker.config import TrackerConfig
+from facetrack.tracker.core.schema import FrameResult
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.plot import plot_results
-from facetrack.tracker.render import draw_overlay
-from facetrack.tracker.schema import FrameResult
-from facetrack.tracker.sources import open_source
+from facetrack.tracker.sources.frame_source import open_source
+from facetrack.tracker.viz.overlay import draw_overlay
+from facetrack.tracker.viz.plot import plot_results
 
 ROOT = Path(__file__).resolve().parents[1]
 STRIP_HEIGHT = 270

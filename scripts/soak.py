@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 from facetrack.adapters.zmq_subscriber import Subscriber
-from facetrack.tracker.schema import FrameResult
+from facetrack.tracker.core.schema import FrameResult
 
 DEFAULT_CLIP = Path(os.environ.get("FACETRACK_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media")) \
     / "videos" / "SadTalker_ref" / "WDA_KatieHill_000.mp4"

@@ -8,15 +8,19 @@ messages came before the first fresh one (< 0.1 s old) and the age of the first 
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
-from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
 from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher, live_sndhwm
 from facetrack.adapters.zmq_subscriber import Subscriber
-from facetrack.tracker.schema import FrameResult
+from facetrack.tracker.core.schema import FrameResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic import synthetic_metadata, synthetic_result  # noqa: E402  (the tests' generator of results)
 
 
 def probe(fps: float, stall: float, sndhwm: int, options: dict) -> tuple[float, int, int]:

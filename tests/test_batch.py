@@ -21,7 +21,7 @@ from facetrack.adapters.file_sinks import read_results
 
 pytestmark = pytest.mark.media
 
-BATCH = [sys.executable, "-c", "from facetrack.tracker.batch import main; main()"]
+BATCH = [sys.executable, "-c", "from facetrack.tracker.cli.batch import main; main()"]
 TIMEOUT = 120
 
 

@@ -11,7 +11,7 @@ from pathlib import Path, PurePath
 import numpy as np
 import pytest
 
-from facetrack.tracker.batch_inputs import (
+from facetrack.tracker.batch.inputs import (
     MAX_STEM,
     ClipInput,
     InputError,
@@ -20,15 +20,15 @@ from facetrack.tracker.batch_inputs import (
     expand_inputs,
     path_hash,
 )
-from facetrack.tracker.batch_manifest import (
+from facetrack.tracker.batch.manifest import (
     ClipRecord,
     is_done,
     load_manifest,
     remove_stale_temporaries,
     write_atomic,
 )
-from facetrack.tracker.batch_worker import ClipStats
-from facetrack.tracker.schema import EyeEvent, Eyes, EyeState, FaceResult, FrameResult, HeadPose
+from facetrack.tracker.batch.worker import ClipStats
+from facetrack.tracker.core.schema import EyeEvent, Eyes, EyeState, FaceResult, FrameResult, HeadPose
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -158,7 +158,7 @@ def test_blinks_per_minute_is_none_without_eye_state() -> None:
 
 def test_ray_missing_is_a_clear_usage_error(tmp_path: Path) -> None:
     _touch(tmp_path / "clip.mp4")
-    hide_ray = "import sys; sys.modules['ray'] = None; from facetrack.tracker.batch import main; main()"
+    hide_ray = "import sys; sys.modules['ray'] = None; from facetrack.tracker.cli.batch import main; main()"
     done = subprocess.run(
         [sys.executable, "-c", hide_ray, str(tmp_path), "--out-dir", str(tmp_path / "out"), "--ray"],
         capture_output=True, text=True, timeout=60, check=False,

@@ -206,14 +206,14 @@ def _run(*args: str, timeout: float = 60, while_running=None, env: dict[str, str
 
 
 def _names() -> list[str]:
-    from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+    from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 
     return [n for n in ARKIT_BLENDSHAPES if n != "browInnerUp"] + list(SPLIT)
 
 
 def test_live_stream_drives_shape_keys_and_head_bone_and_records_keys() -> None:
     from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
-    from facetrack.tracker.schema import (
+    from facetrack.tracker.core.schema import (
         ARKIT_BLENDSHAPES,
         FaceResult,
         FrameResult,
@@ -259,7 +259,7 @@ def test_live_stream_drives_shape_keys_and_head_bone_and_records_keys() -> None:
 @pytest.mark.parametrize("suffix", [".jsonl", ".npz"])
 def test_import_take_builds_an_action_with_the_takes_values(tmp_path: Path, suffix: str) -> None:
     from facetrack.adapters.file_sinks import open_file_sink
-    from facetrack.tracker.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
+    from facetrack.tracker.core.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
 
     sink = open_file_sink(tmp_path / f"take{suffix}")
     sink.start(StreamMetadata(stream_id="cam", source=SourceInfo(uri="x", live=False, width=640, height=480),
@@ -294,7 +294,7 @@ def test_import_take_builds_an_action_with_the_takes_values(tmp_path: Path, suff
 def test_import_drives_several_meshes_and_bones_resampled_and_calibrated(tmp_path: Path) -> None:
     """30 fps take, 25 fps scene; rest face = frames 0-2; name map; teeth mesh; jaw and eye bones."""
     from facetrack.adapters.file_sinks import open_file_sink
-    from facetrack.tracker.schema import (
+    from facetrack.tracker.core.schema import (
         ARKIT_BLENDSHAPES,
         FaceResult,
         FrameResult,
@@ -351,7 +351,7 @@ def test_extension_zip_installs_and_enables_in_blender(tmp_path: Path) -> None:
 
 def test_example_turns_a_take_into_a_saved_blend(tmp_path: Path) -> None:
     from facetrack.adapters.file_sinks import open_file_sink
-    from facetrack.tracker.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
+    from facetrack.tracker.core.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
 
     take = tmp_path / "take.jsonl"
     sink = open_file_sink(take)

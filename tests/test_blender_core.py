@@ -14,7 +14,7 @@ import pytest
 
 from facetrack.adapters.codec import encode_message
 from facetrack.adapters.file_sinks import open_file_sink
-from facetrack.tracker import schema
+from facetrack.tracker.core import schema
 
 
 def _load_core():
@@ -37,7 +37,7 @@ decode_payload = _core.decode_payload
 match_shape_keys = _core.match_shape_keys
 read_take = _core.read_take
 sample_from_frame = _core.sample_from_frame
-from facetrack.tracker.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata  # noqa: E402
+from facetrack.tracker.core.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata  # noqa: E402
 
 ICT_NAMES = [
     "browDown_L", "browDown_R", "browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R",

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from synthetic import synthetic_metadata, synthetic_result
 
 from facetrack.adapters.codec import decode_message, detect_encoding, encode_message
-from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
-from facetrack.tracker.errors import ProtocolError
-from facetrack.tracker.schema import FrameResult, StreamMetadata
+from facetrack.tracker.core.errors import ProtocolError
+from facetrack.tracker.core.schema import FrameResult, StreamMetadata
 
 
 def comparable(value: Any) -> Any:

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq.auth
+from synthetic import synthetic_metadata, synthetic_result
 
 from facetrack.adapters.curve import CurveClientKeys, create_key_folder
-from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
 from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
 from facetrack.adapters.zmq_subscriber import Subscriber
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.schema import FrameResult
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import FrameResult
 
 
 def _received(pub: ZmqPublisher, subscriber: Subscriber, seconds: float = 1.5) -> list[FrameResult]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from facetrack.tracker import doctor
-from facetrack.tracker.viz_cli import doctor_command
+from facetrack.tracker.cli import doctor
+from facetrack.tracker.cli.viz import doctor_command
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from facetrack.tracker import eyes as E
-from facetrack.tracker.dynamics import LipLidDynamics
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.stages import eyes as E
+from facetrack.tracker.stages.dynamics import LipLidDynamics
 
 BL, BR = ARKIT_BLENDSHAPES.index("eyeBlinkLeft"), ARKIT_BLENDSHAPES.index("eyeBlinkRight")
 JAW = ARKIT_BLENDSHAPES.index("jawOpen")

@@ -110,7 +110,7 @@ def test_nan_outputs_are_refused_at_load_not_written_as_null(tmp_path: Path, bla
 
 
 def test_a_regressor_without_the_52_arkit_weights_is_refused(tmp_path: Path) -> None:
-    from facetrack.tracker.regress_stage import RegressStage
+    from facetrack.tracker.stages.regress import RegressStage
 
     four = {"identity": 4, "expression": 4, "pose": 6}
     path = regress_onnx(tmp_path / "regress.onnx", sizes=four, outputs=four)

@@ -15,7 +15,7 @@ from facetrack.engines.eye_state import DEFAULT_ENGINE
 from facetrack.engines.network import Network
 from facetrack.engines.onnx_runtime import EngineError, OnnxEngine
 from facetrack.engines.preprocess import crop_batch_cpu, crop_batch_xp, cupy_usable
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.core.errors import FacetrackError
 
 TENSORRT = backends.tensorrt()
 needs_tensorrt = pytest.mark.skipif(not TENSORRT.ok, reason=f"TensorRT backend unavailable: {TENSORRT.reason}")
@@ -141,7 +141,7 @@ def test_tensorrt_fp16_engine_is_close_to_fp32(tmp_path: Path, monkeypatch: pyte
 def test_engines_cli_lists_backends_with_reasons_and_refuses_an_unavailable_build() -> None:
     from click.testing import CliRunner
 
-    from facetrack.engines.cli import engines_group
+    from facetrack.tracker.cli.engines import engines_group
 
     listed = CliRunner().invoke(engines_group, ["list", "--json"])
     assert listed.exit_code == 0, listed.output

@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from facetrack.engines import mesh_iris
+from facetrack.engines import litert
 from facetrack.engines.mediapipe_mesh import MediapipeFaceMesh
 from facetrack.engines.mesh_iris import ROLL_POINTS, FaceMeshIris, mediapipe_model, points_roi
 from facetrack.engines.onnx_runtime import EngineError
@@ -88,8 +88,8 @@ def test_still_images_detect_every_time_and_blank_images_have_no_face(frames: li
 
 
 def test_a_model_file_that_is_not_the_validated_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    relative, _ = mesh_iris.MEDIAPIPE_MODELS["face_landmark"]
-    monkeypatch.setitem(mesh_iris.MEDIAPIPE_MODELS, "face_landmark", (relative, "0" * 64))
+    relative, _ = litert.MEDIAPIPE_MODELS["face_landmark"]
+    monkeypatch.setitem(litert.MEDIAPIPE_MODELS, "face_landmark", (relative, "0" * 64))
     with pytest.raises(EngineError, match="sha256"):
         mediapipe_model("face_landmark")
     assert mediapipe_model("iris_landmark").is_file()
@@ -109,7 +109,7 @@ def test_onnx_conversions_run_like_litert(frames: list[np.ndarray], tmp_path: Pa
     monkeypatch.setenv("FACETRACK_DATA", str(tmp_path))
     path = convert_tflite("iris_landmark")
     meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["source_sha256"] == mesh_iris.MEDIAPIPE_MODELS["iris_landmark"][1]
+    assert meta["source_sha256"] == litert.MEDIAPIPE_MODELS["iris_landmark"][1]
     assert meta["max_relative_difference_vs_litert"] < 1e-3
     mtime = path.stat().st_mtime_ns
     assert convert_tflite("iris_landmark").stat().st_mtime_ns == mtime  # reused while the source is the same

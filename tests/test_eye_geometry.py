@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from facetrack.tracker import eyes as E
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.stages import eyes as E
+from facetrack.tracker.stages.events import BlinkDetector, closed_eyes
+from facetrack.tracker.stages.eye_options import EyeOptions
 
 
 def synthetic_face(opening: tuple[float, float] = (0.3, 0.3), iris_shift: float = 0.0) -> np.ndarray:
@@ -89,7 +92,7 @@ def test_gaze_from_irises() -> None:
 
 
 def test_blink_and_wink_events() -> None:
-    d = E.BlinkDetector()
+    d = BlinkDetector()
     seq = [(0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (1, 0), (1, 0), (0, 0), (0, 1), (0, 0)]
     events = []
     for i, (a, b) in enumerate(seq):
@@ -112,3 +115,25 @@ def test_gaze_up_and_down() -> None:
     g = E.iris_gaze(lm)
     down, inward, out, up = range(4)
     assert (g[:, down] > 0.5).all() and (g[:, up] == 0).all()
+
+
+def test_the_closure_verdict_uses_the_best_evidence_and_the_options_thresholds() -> None:
+    options = EyeOptions()
+    weights = np.zeros(len(ARKIT_BLENDSHAPES), np.float32)
+    weights[ARKIT_BLENDSHAPES.index("eyeBlinkLeft")] = 0.6
+    p, openness = np.array([0.1, 0.9]), np.array([0.2, 0.9])
+    assert closed_eyes(options, weights, p, openness) == (True, False)  # the weights win
+    assert closed_eyes(options, None, p, openness) == (False, True)  # then P(closed)
+    assert closed_eyes(options, None, np.full(2, np.nan), openness) == (True, False)  # then the opening
+    assert closed_eyes(options.model_copy(update={"blink_weight_closed": 0.7}), weights, p, openness) == (False, False)
+    assert closed_eyes(options.model_copy(update={"p_closed_closed": 0.95}), None, p, openness) == (False, False)
+    assert closed_eyes(options.model_copy(update={"openness_closed": 0.1}), None, np.full(2, np.nan),
+                       openness) == (False, False)
+
+
+def test_every_eye_closure_threshold_is_a_described_option() -> None:
+    fields = EyeOptions.model_fields
+    for name in ("closed_threshold", "blink_weight_closed", "p_closed_closed", "openness_closed", "blink_overlap",
+                 "calibrate_p_open", "calibrate_opening_open", "gaze_hold_p_closed", "blink_snap"):
+        assert fields[name].description, name
+    assert BlinkDetector().min_overlap == fields["blink_overlap"].default

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.eye_stage import EyeOptions
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, EyeEvent, FrameResult
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, EyeEvent, FrameResult
+from facetrack.tracker.stages.eye_options import EyeOptions
 
 BL, BR = ARKIT_BLENDSHAPES.index("eyeBlinkLeft"), ARKIT_BLENDSHAPES.index("eyeBlinkRight")
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from facetrack.engines.eye_state import DEFAULT_ENGINE, EyeStateEngine
 from facetrack.engines.onnx_runtime import EngineError
-from facetrack.tracker.eyes import CROP_SIZE
+from facetrack.tracker.stages.eyes import CROP_SIZE
 
 
 def test_default_engine_loads_with_metadata() -> None:
@@ -61,7 +61,7 @@ def _synthetic_crops(root: Path, n: int = 24) -> None:
 
 def test_train_export_and_run_tiny(tmp_path: Path) -> None:
     """The whole `facetrack train eye-state` path on a tiny synthetic set (a few seconds)."""
-    from facetrack.training.cli import train_group
+    from facetrack.tracker.cli.train import train_group
 
     pytest.importorskip("torch")
     data = tmp_path / "data"
@@ -123,3 +123,35 @@ def test_the_engine_runs_on_another_backend_with_the_same_answers() -> None:
     reference = EyeStateEngine(backend="torch")
     assert reference.network.backend == "torch"
     np.testing.assert_allclose(reference.predict(crops), EyeStateEngine().predict(crops), atol=1e-4)
+
+
+def test_the_eye_stage_cuts_crops_as_its_engine_was_trained(tmp_path: Path) -> None:
+    """An engine trained on other crops (its metadata's `crop`) gets those crops, not the package defaults."""
+    from facetrack.tracker.core.schema import FaceResult, HeadPose
+    from facetrack.tracker.stages import eyes as E
+    from facetrack.tracker.stages.eye_options import EyeOptions
+    from facetrack.tracker.stages.eye_state import EyeStage
+
+    onnx = tmp_path / "eye_state.onnx"
+    shutil.copy(DEFAULT_ENGINE, onnx)
+    side = json.loads(DEFAULT_ENGINE.with_suffix(".json").read_text())
+    side["crop"] = {**side["crop"], "scale": 2.6, "y_shift": 0.12}
+    onnx.with_suffix(".json").write_text(json.dumps(side))
+
+    lm = np.zeros((478, 3), np.float32)
+    lm[:, :2] = (320.0, 260.0)
+    lm[E.R_CORNERS, :2] = [(200.0, 200.0), (280.0, 200.0)]
+    lm[E.L_CORNERS, :2] = [(440.0, 200.0), (360.0, 200.0)]
+    image = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    image = cv2.GaussianBlur(image, (0, 0), 4)  # structure at the scale of an eye crop
+    face = FaceResult(track_id=0, bbox=(150.0, 100.0, 490.0, 420.0), score=1.0, landmarks=lm,
+                      pose=HeadPose(rotation=(0.0, 0.0, 0.0, 1.0), yaw=0.0, pitch=0.0, roll=0.0,
+                                    translation=(0.0, 0.0, -50.0)))
+    stage = EyeStage(EyeOptions(engine=onnx, elam=False))
+    assert (stage.engine.crop_scale, stage.engine.crop_y_shift) == (2.6, 0.12)
+    measured = stage.measure(image, face).p_closed
+
+    trained = stage.engine.predict(E.cut_eye_crops(image, lm, CROP_SIZE, scale=2.6, y_shift=0.12))
+    defaults = stage.engine.predict(E.cut_eye_crops(image, lm, CROP_SIZE))
+    np.testing.assert_allclose(measured, trained, atol=1e-6)
+    assert not np.allclose(trained, defaults, atol=1e-4), "the test needs crops that change the engine's answer"

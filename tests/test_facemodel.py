@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.facemodel import registry
-from facetrack.tracker.facemodel.fitter import FaceModelFitter, FitterConfig, box_qp, euler_yxz, sir_confidence
+from facetrack.tracker.facemodel.fitter import FaceModelFitter, FitterConfig
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel, arkit_map_for, vertex_embedding
 from facetrack.tracker.facemodel.loaders import read_bfm2009, read_bfm_front, read_flame, safe_unpickle
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.facemodel.solve import box_qp, euler_yxz, sir_confidence
 
 N = 478
 

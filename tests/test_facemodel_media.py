@@ -9,10 +9,11 @@ import av
 import numpy as np
 import pytest
 
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.facemodel import builtin_rig as rig
-from facetrack.tracker.facemodel.fitter import FaceModelFitter, PreparedModel
+from facetrack.tracker.facemodel.fitter import FaceModelFitter
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.facemodel.prepared import PreparedModel
 
 pytestmark = pytest.mark.media
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from synthetic import synthetic_metadata, synthetic_result
 
 from facetrack.adapters.file_sinks import (
     PARQUET_ROW_GROUP,
@@ -21,10 +22,9 @@ from facetrack.adapters.file_sinks import (
     read_metadata,
     read_results,
 )
-from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.schema import FrameResult
-from facetrack.tracker.sinks import Sink
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import FrameResult
+from facetrack.tracker.core.sinks import Sink
 
 STREAM = 'cam "A", left'  # needs CSV quoting
 
@@ -150,8 +150,9 @@ _DISK_FULL = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     from facetrack.adapters.file_sinks import open_file_sink
-    from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
-    from facetrack.tracker.errors import SinkError
+    from facetrack.tracker.core.errors import SinkError
+    sys.path.insert(0, sys.argv[2])
+    from synthetic import synthetic_metadata, synthetic_result
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
@@ -179,7 +180,8 @@ _DISK_FULL = textwrap.dedent(
 
 def test_disk_full_is_a_sink_error_and_keeps_what_was_written(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-c", _DISK_FULL, str(tmp_path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _DISK_FULL, str(tmp_path), str(Path(__file__).parent)],
+        capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from facetrack.tracker.filters import FaceFilter, FilterConfig, OneEuroFilter
-from facetrack.tracker.pose import pose_from_matrix
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceResult
+from facetrack.tracker.stages.filter import FaceFilter, FilterConfig, OneEuroFilter
+from facetrack.tracker.stages.pose import pose_from_matrix
 
 FPS = 25.0
 BLINK_L = ARKIT_BLENDSHAPES.index("eyeBlinkLeft")

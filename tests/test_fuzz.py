@@ -40,8 +40,8 @@ def test_video_whose_track_has_no_decodable_codec_is_refused_at_open(tmp_path: P
     import numpy as np
     from conftest import encode_clip
 
-    from facetrack.tracker.errors import SourceOpenError
-    from facetrack.tracker.sources import open_source
+    from facetrack.tracker.core.errors import SourceOpenError
+    from facetrack.tracker.sources.frame_source import open_source
 
     rng = np.random.default_rng(0)
     clip = encode_clip(tmp_path / "clip.mp4", [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(5)])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from facetrack.tracker.geometry import iou_matrix, landmark_box
-from facetrack.tracker.pose import (
+from facetrack.tracker.core.geometry import iou_matrix, landmark_box
+from facetrack.tracker.stages.pose import (
     EYE_CORNER_DISTANCE_CM,
     estimate_head_pose,
     head_rotation,
@@ -16,7 +16,7 @@ from facetrack.tracker.pose import (
     matrix_to_yaw_pitch_roll,
     to_camera_axes,
 )
-from facetrack.tracker.tracks import TrackAssigner
+from facetrack.tracker.stages.tracks import TrackAssigner
 
 
 def test_iou_matrix_known_values() -> None:

@@ -19,8 +19,15 @@ from facetrack.adapters.livelink import (
     frame_time,
     stable_device_id,
 )
-from facetrack.tracker.errors import SinkError
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import (
+    ARKIT_BLENDSHAPES,
+    FaceResult,
+    FrameResult,
+    HeadPose,
+    SourceInfo,
+    StreamMetadata,
+)
 
 
 def _decode(packet: bytes) -> dict:

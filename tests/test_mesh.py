@@ -11,7 +11,7 @@ import pytest
 
 from facetrack.adapters.mesh_sink import MeshNpzSink
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.errors import SinkError
+from facetrack.tracker.core.errors import SinkError
 from facetrack.tracker.pipeline import Tracker
 
 
@@ -41,7 +41,7 @@ def test_npz_mesh_matches_the_frames_and_projects_onto_the_landmarks(short_face_
 
 
 def test_mesh_sink_refuses_results_without_meshes(tmp_path: Path) -> None:
-    from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
+    from synthetic import synthetic_metadata, synthetic_result
 
     sink = MeshNpzSink(tmp_path / "m.npz")
     sink.start(synthetic_metadata())

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from synthetic import synthetic_metadata, synthetic_result
 
-from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
 from facetrack.adapters.udp import UdpSender
 from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher, live_sndhwm
 from facetrack.adapters.zmq_subscriber import Subscriber
-from facetrack.tracker.schema import FrameResult
+from facetrack.tracker.core.schema import FrameResult
 
 CLI = [sys.executable, "-m", "facetrack.tracker.cli"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
-from facetrack.tracker.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
+from facetrack.tracker.core.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
 
 CLIENT = Path(__file__).resolve().parents[1] / "adapters" / "clients" / "node"
 FRAMES = 8

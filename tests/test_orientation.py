@@ -17,7 +17,8 @@ import pytest
 from facetrack.adapters.file_sinks import read_results
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.sources import SourceConfig, open_source, probe_source
+from facetrack.tracker.sources.config import SourceConfig
+from facetrack.tracker.sources.frame_source import open_source, probe_source
 
 CLI = [sys.executable, "-m", "facetrack.tracker.cli"]
 

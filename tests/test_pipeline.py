@@ -10,8 +10,8 @@ import pytest
 from conftest import encode_clip
 
 from facetrack.tracker.config import TrackerConfig
+from facetrack.tracker.core.schema import FRAME_SCHEMA, LANDMARK_COUNT
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.schema import FRAME_SCHEMA, LANDMARK_COUNT
 
 
 def _decoded_frames(path: Path) -> int:
@@ -93,7 +93,7 @@ def test_max_frames_and_stage_timings(short_face_clip: Path) -> None:
 def test_live_source_drops_oldest_frames_and_counts_them(short_face_clip: Path) -> None:
     import time
 
-    from facetrack.tracker.sources import SourceConfig
+    from facetrack.tracker.sources.config import SourceConfig
 
     config = TrackerConfig(model=None, source=SourceConfig(realtime=True, queue_size=2))
     with Tracker(config) as tracker:

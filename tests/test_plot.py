@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from facetrack.adapters.file_sinks import open_file_sink
-from facetrack.tracker.plot import collect_curves, plot_results
-from facetrack.tracker.schema import (
+from facetrack.tracker.cli.viz import plot_command
+from facetrack.tracker.core.schema import (
     ARKIT_BLENDSHAPES,
     EyeEvent,
     Eyes,
@@ -22,7 +22,7 @@ from facetrack.tracker.schema import (
     SourceInfo,
     StreamMetadata,
 )
-from facetrack.tracker.viz_cli import plot_command
+from facetrack.tracker.viz.plot import collect_curves, plot_results
 
 BLINK = (40, 44)
 BLINK_SHADE = np.array([248, 216, 216])

@@ -21,11 +21,11 @@ import pytest
 from conftest import encode_clip
 from PIL import Image
 
+from facetrack.adapters.preview import PreviewServer, PreviewSink, frame_state
 from facetrack.adapters.render_sink import FrameTap
-from facetrack.tracker.preview import PreviewServer, PreviewSink, frame_state
-from facetrack.tracker.render import draw_overlay
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, Eyes, EyeState, FaceResult, FrameResult, HeadPose
-from facetrack.tracker.sources import open_source
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, Eyes, EyeState, FaceResult, FrameResult, HeadPose
+from facetrack.tracker.sources.frame_source import open_source
+from facetrack.tracker.viz.overlay import draw_overlay
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facetrack.tracker.preview import PreviewServer
+from facetrack.adapters.preview import PreviewServer
 
 
 @pytest.fixture()

@@ -45,7 +45,7 @@ def test_first_block_is_the_install_and_the_demo() -> None:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the demo clip where the README expects it."""
-    from facetrack.tracker.demo import make_demo_clip
+    from facetrack.tracker.viz.demo_clip import make_demo_clip
 
     folder = tmp_path_factory.mktemp("readme")
     make_demo_clip(folder / "out" / "demo" / "astronaut.mp4")

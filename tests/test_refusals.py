@@ -14,7 +14,7 @@ import pytest
 
 from facetrack.adapters.file_sinks import open_file_sink
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.errors import FacetrackError
+from facetrack.tracker.core.errors import FacetrackError
 from facetrack.tracker.pipeline import Tracker
 
 CLI = [sys.executable, "-m", "facetrack.tracker.cli"]

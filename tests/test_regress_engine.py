@@ -21,12 +21,12 @@ from facetrack.adapters.file_sinks import read_metadata, read_results  # noqa: E
 from facetrack.engines.eye_state import DEFAULT_ENGINE as EYE_STATE_ENGINE  # noqa: E402
 from facetrack.engines.onnx_runtime import EngineError, sidecar_path  # noqa: E402
 from facetrack.engines.regress import CROP_SCALE, RegressEngine, crop_face  # noqa: E402
-from facetrack.tracker.cli import app  # noqa: E402
+from facetrack.tracker.cli.app import app  # noqa: E402
 from facetrack.tracker.config import TrackerConfig  # noqa: E402
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES  # noqa: E402
 from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478  # noqa: E402
 from facetrack.tracker.pipeline import Tracker  # noqa: E402
-from facetrack.tracker.regress_stage import RegressStage  # noqa: E402
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES  # noqa: E402
+from facetrack.tracker.stages.regress import RegressStage  # noqa: E402
 from facetrack.training.recipe import Recipe  # noqa: E402
 from facetrack.training.regressor import export_onnx, normalise, train_regressor  # noqa: E402
 

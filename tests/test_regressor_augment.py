@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES  # noqa: E402
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES  # noqa: E402
 from facetrack.training.recipe import Recipe  # noqa: E402
 from facetrack.training.regressor import (  # noqa: E402
     IBUG68_MIRROR,

@@ -12,13 +12,14 @@ from click.testing import CliRunner
 
 from facetrack.adapters.file_sinks import open_file_sink, read_results
 from facetrack.adapters.render_sink import render_video
+from facetrack.tracker.cli.viz import overlay_sinks, render_command
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.errors import SinkError
+from facetrack.tracker.core.errors import SinkError
+from facetrack.tracker.core.schema import FrameResult, HeadPose
 from facetrack.tracker.pipeline import Tracker
-from facetrack.tracker.render import OverlayStyle, draw_overlay, head_axes, project_points
-from facetrack.tracker.schema import FrameResult, HeadPose
-from facetrack.tracker.sources import SourceConfig, open_source
-from facetrack.tracker.viz_cli import overlay_sinks, render_command
+from facetrack.tracker.sources.config import SourceConfig
+from facetrack.tracker.sources.frame_source import open_source
+from facetrack.tracker.viz.overlay import OverlayStyle, draw_overlay, head_axes, project_points
 
 TIME_BASE = Fraction(1, 1000)
 PTS = [500 + 40 * i + (30 if i >= 9 else 0) + (5 if i % 7 == 3 else 0) for i in range(18)]

@@ -16,8 +16,9 @@ import pydantic
 import pytest
 from conftest import MEDIA, encode_clip
 
-from facetrack.tracker.errors import SourceDecodeError, SourceLostError, SourceOpenError
-from facetrack.tracker.sources import Frame, FrameSource, SourceConfig, open_source, probe_source
+from facetrack.tracker.core.errors import SourceDecodeError, SourceLostError, SourceOpenError
+from facetrack.tracker.sources.config import Frame, SourceConfig
+from facetrack.tracker.sources.frame_source import FrameSource, open_source, probe_source
 
 VIDEO_DIR = MEDIA / "videos"
 REAL_CLIPS = sorted(p for p in VIDEO_DIR.rglob("*") if p.is_file()) if VIDEO_DIR.is_dir() else []

@@ -57,7 +57,7 @@ def test_bench_throughput_command_reports_the_regressor_and_writes_json(face_cli
 
     from click.testing import CliRunner
 
-    from facetrack.tracker.cli import app
+    from facetrack.tracker.cli.app import app
 
     out = tmp_path / "tp.json"
     result = CliRunner().invoke(app, ["bench", str(face_clip), "--throughput", "--batches", "1,2", "--repeats", "1",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from facetrack.tracker.cli.train import train_group
 from facetrack.tracker.facemodel.builtin_rig import LIP_INNER_LOWER, LIP_INNER_UPPER, ibug68_from_478
-from facetrack.training.cli import train_group
 from facetrack.training.distil import CROP_SCALE
 from facetrack.training.image_data import crop_images, labelled_images, read_image, write_image_npz
 from facetrack.training.landmark_files import (

@@ -16,7 +16,7 @@ from click.testing import CliRunner  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from facetrack.engines.onnx_runtime import OnnxEngine  # noqa: E402
-from facetrack.training.cli import train_group  # noqa: E402
+from facetrack.tracker.cli.train import train_group  # noqa: E402
 from facetrack.training.recipe import RECIPES_DIR, Recipe, load_recipe  # noqa: E402
 from facetrack.training.regressor import export_onnx, normalise, part_targets, train_regressor, vertex_parts  # noqa: E402
 from facetrack.training.synthetic import synthetic_batch, synthetic_model  # noqa: E402

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from facetrack.adapters.codec import encode_message
-from facetrack.tracker.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
+from facetrack.tracker.core.schema import FaceResult, FrameResult, HeadPose, SourceInfo, StreamMetadata
 
 UNITY = Path(__file__).resolve().parents[1] / "adapters" / "unity"
 
@@ -120,7 +120,7 @@ def test_csharp_arkit_names_are_the_schema_names_in_wire_order() -> None:
     """The C# copy of the 52 names must not drift from the protocol's (no compiler needed)."""
     import re
 
-    from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+    from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 
     source = (UNITY / "Runtime" / "Protocol" / "BlendshapeNames.cs").read_text()
     block = source[source.index("ArKit ="):]
@@ -134,7 +134,7 @@ def test_csharp_reads_the_curve_keys_that_keys_init_writes(runner: Path, tmp_pat
     from click.testing import CliRunner
     from zmq.utils import z85
 
-    from facetrack.tracker.cli import app
+    from facetrack.tracker.cli.app import app
 
     keys = tmp_path / "keys"
     done = CliRunner().invoke(app, ["keys", "init", str(keys), "--client", "unity"])

@@ -23,8 +23,8 @@ from facetrack.adapters.vmc import (  # noqa: E402
     unity_position,
     unity_rotation,
 )
-from facetrack.tracker.errors import SinkError  # noqa: E402
-from facetrack.tracker.schema import (  # noqa: E402
+from facetrack.tracker.core.errors import SinkError  # noqa: E402
+from facetrack.tracker.core.schema import (  # noqa: E402
     ARKIT_BLENDSHAPES,
     FaceResult,
     FrameResult,

@@ -12,14 +12,14 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from synthetic import synthetic_metadata, synthetic_result
 
 from facetrack.adapters.codec import encode_message
-from facetrack.adapters.synthetic import synthetic_metadata, synthetic_result
 from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher, _is_loopback
 from facetrack.adapters.zmq_subscriber import Subscriber
-from facetrack.tracker.errors import ProtocolError, SinkError
-from facetrack.tracker.schema import FrameResult, StreamMetadata
-from facetrack.tracker.sinks import Sink
+from facetrack.tracker.core.errors import ProtocolError, SinkError
+from facetrack.tracker.core.schema import FrameResult, StreamMetadata
+from facetrack.tracker.core.sinks import Sink
 
 
 @contextmanager

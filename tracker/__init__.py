@@ -12,12 +12,12 @@ from typing import Any
 _EXPORTS = {
     "Tracker": "facetrack.tracker.pipeline",
     "TrackerConfig": "facetrack.tracker.config",
-    "SourceConfig": "facetrack.tracker.sources",
-    "open_source": "facetrack.tracker.sources",
-    "FrameResult": "facetrack.tracker.schema",
-    "FaceResult": "facetrack.tracker.schema",
-    "StreamMetadata": "facetrack.tracker.schema",
-    "ARKIT_BLENDSHAPES": "facetrack.tracker.schema",
+    "SourceConfig": "facetrack.tracker.sources.config",
+    "open_source": "facetrack.tracker.sources.frame_source",
+    "FrameResult": "facetrack.tracker.core.schema",
+    "FaceResult": "facetrack.tracker.core.schema",
+    "StreamMetadata": "facetrack.tracker.core.schema",
+    "ARKIT_BLENDSHAPES": "facetrack.tracker.core.schema",
 }
 __all__ = sorted(_EXPORTS)
 

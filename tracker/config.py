@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from facetrack.tracker.eye_stage import EyeOptions
 from facetrack.tracker.facemodel.registry import BUILTIN_ID
-from facetrack.tracker.filters import FilterConfig
-from facetrack.tracker.sources import SourceConfig
+from facetrack.tracker.sources.config import SourceConfig
+from facetrack.tracker.stages.eye_options import EyeOptions
+from facetrack.tracker.stages.filter import FilterConfig
 
 
 class TrackerConfig(BaseModel):

@@ -21,18 +21,19 @@ import numpy as np
 from facetrack.engines.base import DetectedFace, LandmarkEngine, PipelinedLandmarkEngine
 from facetrack.engines.landmarks import make_landmark_engine
 from facetrack.tracker.config import TrackerConfig
-from facetrack.tracker.dynamics import LipLidDynamics
-from facetrack.tracker.eye_stage import EyeMeasure, EyeStage
-from facetrack.tracker.filters import FaceFilter
-from facetrack.tracker.fitting import FitStage
-from facetrack.tracker.geometry import landmark_box
-from facetrack.tracker.pose import estimate_head_pose
-from facetrack.tracker.regress_stage import RegressStage
-from facetrack.tracker.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
-from facetrack.tracker.sinks import Sink, end_sinks
-from facetrack.tracker.sources import Frame, FrameSource, open_source
-from facetrack.tracker.timing import StageClock, StageTimings
-from facetrack.tracker.tracks import Track, TrackAssigner
+from facetrack.tracker.core.geometry import landmark_box
+from facetrack.tracker.core.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
+from facetrack.tracker.core.sinks import Sink, end_sinks
+from facetrack.tracker.core.timing import StageClock, StageTimings
+from facetrack.tracker.sources.config import Frame
+from facetrack.tracker.sources.frame_source import FrameSource, open_source
+from facetrack.tracker.stages.dynamics import LipLidDynamics
+from facetrack.tracker.stages.eye_state import EyeMeasure, EyeStage
+from facetrack.tracker.stages.filter import FaceFilter
+from facetrack.tracker.stages.fit import FitStage
+from facetrack.tracker.stages.pose import estimate_head_pose
+from facetrack.tracker.stages.regress import RegressStage
+from facetrack.tracker.stages.tracks import Track, TrackAssigner
 
 SourceLike = str | os.PathLike[str] | FrameSource
 
@@ -84,7 +85,8 @@ class Tracker:
         self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None
         still_images = frames.info.fps is None and not frames.live
         # a folder of photos is not a motion: nothing to smooth across them
-        self._filter = FaceFilter(self.config.filter) if self.config.filter.enabled and not still_images else None
+        smooth = self.config.filter.enabled and not still_images
+        self._filter = FaceFilter(self.config.filter, self.config.eyes.blink_snap) if smooth else None
         self._fps = frames.info.fps
         metadata = StreamMetadata(stream_id=self.config.stream_id, source=frames.info, started_at=time.time())
         stage = self._fit or self._regress

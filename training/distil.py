@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from facetrack.engines.regress import CROP_SCALE, crop_face  # noqa: F401  (one crop for training and run time)
-from facetrack.tracker.facemodel.builtin_rig import align_rigid, build_builtin_model, head_frame_shape, robust_neutral
+from facetrack.tracker.facemodel.builtin_rig import build_builtin_model, head_frame_shape
+from facetrack.tracker.facemodel.calibration import align_rigid, robust_neutral
 from facetrack.tracker.facemodel.format import MorphableModel
 
 

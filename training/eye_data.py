@@ -12,7 +12,7 @@ DATA_DIR/
 
 Eye crops are resized to the stored size. Face images go through the landmark engine
 (mediapipe, still-image mode) and both eyes are cut with the runtime's own crop
-(`facetrack.tracker.eyes.cut_eye_crops`), so training sees what the tracker will feed the
+(`facetrack.tracker.stages.eyes.cut_eye_crops`), so training sees what the tracker will feed the
 network. Faces the landmark engine misses are counted and skipped. The cut crops are
 cached (`--cache`, default ~/.cache/facetrack/eye-state) keyed by the file list.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facetrack.tracker.eyes import CROP_SIZE, cut_eye_crops
+from facetrack.tracker.stages.eyes import CROP_SIZE, cut_eye_crops
 
 log = logging.getLogger("facetrack.training")
 
@@ -218,7 +218,3 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = x + rng.normal(0, rng.uniform(0.01, 0.05), x.shape)
     return np.clip(x * 255.0, 0, 255).astype(np.uint8)
 
-
-def plain(crop: np.ndarray) -> np.ndarray:
-    """The evaluation view of a stored crop: resized to the network's input size."""
-    return cv2.resize(crop, CROP_SIZE, interpolation=cv2.INTER_AREA)

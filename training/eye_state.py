@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facetrack.tracker.eyes import CROP_SCALE, CROP_SIZE, CROP_Y_SHIFT
+from facetrack.tracker.stages.eyes import CROP_SCALE, CROP_SIZE, CROP_Y_SHIFT
 from facetrack.training.export import attach_metadata, export_batched
-from facetrack.training.eye_data import EyeSet, augment, plain
+from facetrack.training.eye_data import EyeSet, augment
 
 log = logging.getLogger("facetrack.training")
 
@@ -98,17 +98,6 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         return self.parts
-
-
-def predict_torch(model, crops: np.ndarray, batch: int = 256) -> np.ndarray:
-    torch = _torch()
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(crops), batch):
-            x = torch.from_numpy(normalise(np.stack([plain(c) for c in crops[i:i + batch]])))
-            out.append(torch.sigmoid(model(x)).numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def evaluate(predict, data: EyeSet) -> EvalReport:

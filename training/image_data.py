@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from facetrack.tracker.schema import LANDMARK_COUNT
+from facetrack.tracker.core.schema import LANDMARK_COUNT
 from facetrack.training.distil import crop_face
 from facetrack.training.landmark_files import (
     IMAGE_SUFFIXES,

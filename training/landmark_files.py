@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facetrack.tracker.core.schema import LANDMARK_COUNT
 from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
-from facetrack.tracker.schema import LANDMARK_COUNT
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -78,7 +78,7 @@ def read_aflw2000_mat(path: str | Path) -> np.ndarray:
 
 def read_aflw2000_pose(path: str | Path) -> np.ndarray:
     """AFLW2000-3D's head pose: (pitch, yaw, roll) in degrees from `Pose_Para` (each of the opposite sign
-    to `facetrack.tracker.pose`'s angles)."""
+    to `facetrack.tracker.stages.pose`'s angles)."""
     path = Path(path)
     p = np.asarray(_loadmat(path, ["Pose_Para"])["Pose_Para"], np.float64).ravel()
     if p.size < 3:

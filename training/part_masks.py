@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from facetrack.tracker.schema import LANDMARK_COUNT
+from facetrack.tracker.core.schema import LANDMARK_COUNT
 
 PART_NAMES = ("right_eye", "left_eye", "nose", "lips", "skin")
 SUBPIXEL_BITS = 4

@@ -31,19 +31,15 @@ the viewer; the focal length is in pixels with the principal point at the centre
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy.linalg.lapack import dposv
 
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
-
-FACE_OVAL = np.array([10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
-                      148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109])
-"""mediapipe's face-oval landmarks: they slide along the silhouette, so they get less weight."""
+from facetrack.tracker.facemodel.prepared import PreparedModel, TrackState
+from facetrack.tracker.facemodel.solve import box_qp, init_pose, pose_step, rodrigues, sir_confidence
 
 
 class FitterConfig(BaseModel):
@@ -94,127 +90,6 @@ class FitResult:
         return dict(zip(ARKIT_BLENDSHAPES, self.blendshapes.tolist()))
 
 
-# -- small maths -------------------------------------------------------------------------
-def rodrigues(w: np.ndarray) -> np.ndarray:
-    th = float(np.linalg.norm(w))
-    if th < 1e-12:
-        return np.eye(3)
-    k = w / th
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(th) * kx + (1 - math.cos(th)) * kx @ kx
-
-
-def euler_yxz(r: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in radians of a head->camera rotation (R = Ry Rx Rz)."""
-    pitch = math.asin(max(-1.0, min(1.0, -r[1, 2])))
-    return math.atan2(r[0, 2], r[2, 2]), pitch, math.atan2(r[1, 0], r[1, 1])
-
-
-def sir_confidence(rotation: np.ndarray, expression: np.ndarray, lam: float) -> float:
-    """SIR's sample confidence: 1 for a frontal neutral face, falling with pose and expression."""
-    a, b, g = euler_yxz(rotation)
-    return 0.125 * (math.cos(a) + 1) * (math.cos(b) + 1) * (math.cos(g) + 1) * math.exp(
-        -lam * float(np.linalg.norm(expression)))
-
-
-def box_qp(h: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray | None = None,
-           max_iter: int = 12) -> np.ndarray:
-    """min 1/2 x'Hx - c'x with lo <= x <= hi (H positive definite, small).
-
-    Active-set iterations, warm-started from x0's active bounds: solve on the free set,
-    clamp the violators, release bounds whose gradient points inward. One LAPACK
-    Cholesky solve (dposv) per iteration on index-gathered blocks: at this size (~60
-    variables, 2-4 iterations per call) numpy's per-call overhead was most of the
-    cost. Ends with a clip so the bounds always hold.
-    """
-    n = len(c)
-    at_lo = np.zeros(n, bool) if x0 is None else x0 <= lo + 1e-9
-    at_hi = np.zeros(n, bool) if x0 is None else x0 >= hi - 1e-9
-    x = np.zeros(n) if x0 is None else np.clip(x0, lo, hi).astype(np.float64)
-    for _ in range(max_iter):
-        fixed = at_lo | at_hi
-        x[at_lo], x[at_hi] = lo[at_lo], hi[at_hi]
-        free = ~fixed
-        fi = np.flatnonzero(free)
-        if len(fi):
-            hf = h.take(fi, 0)
-            rhs = c[fi] - hf @ x if len(fi) < n else c.copy()
-            if len(fi) < n:
-                rhs += hf.take(fi, 1) @ x[fi]
-            _, sol, info = dposv(hf.take(fi, 1), rhs)
-            x[fi] = sol if info == 0 else np.linalg.lstsq(hf.take(fi, 1), rhs, rcond=None)[0]
-        vlo, vhi = free & (x < lo), free & (x > hi)
-        if vlo.any() or vhi.any():
-            at_lo |= vlo
-            at_hi |= vhi
-            continue
-        grad = h @ x - c
-        rel = (at_lo & (grad < -1e-9)) | (at_hi & (grad > 1e-9))
-        if not rel.any():
-            break
-        at_lo &= ~rel
-        at_hi &= ~rel
-    return np.clip(x, lo, hi)
-
-
-# -- per-model precomputation ------------------------------------------------------------
-class PreparedModel:
-    """Landmark-level bases of one model (built once, shared by the tracks that use it)."""
-
-    def __init__(self, model: MorphableModel, contour_weight: float) -> None:
-        self.model = model
-        used = model.lmk_valid.copy()
-        if "fit_landmarks" in model.extra:  # the model names the landmarks worth fitting
-            used &= np.isin(np.arange(LANDMARK_COUNT), model.extra["fit_landmarks"])
-        self.idx = np.nonzero(used)[0]
-        n = len(self.idx)
-        vi, bw = model.lmk_vertices[self.idx], model.lmk_bary[self.idx].astype(np.float64)
-        self.base = np.einsum("nkc,nk->nc", model.neutral[vi].astype(np.float64), bw)  # (N, 3)
-        self.k_id, self.k_exp = model.n_identity, model.n_expression
-        basis = np.concatenate([model.id_basis, model.exp_basis], axis=0) if self.k_id else model.exp_basis
-        # (N, 3, K): landmark displacement per coefficient
-        self.basis = np.einsum("knjc,nj->nck", basis[:, vi].astype(np.float64), bw) if len(basis) else np.zeros(
-            (n, 3, 0))
-        self.k = self.basis.shape[2]
-        w = np.ones(LANDMARK_COUNT)
-        w[FACE_OVAL] = contour_weight
-        self.weight = w[self.idx]
-        self.basis_flat = np.ascontiguousarray(self.basis.reshape(-1, self.k))  # (3N, K)
-        self.basis_flat_exp = np.ascontiguousarray(self.basis_flat[:, self.k_id:])
-        b32 = self.basis.transpose(1, 0, 2).astype(np.float32)  # (3, N, K)
-        self.basis32 = np.ascontiguousarray(b32)
-        self.basis32_exp = np.ascontiguousarray(b32[:, :, self.k_id:])
-        self.radius = float(np.sqrt(((self.base - self.base.mean(0)) ** 2).sum(1).mean()))
-        v68, b68 = model.lmk68_vertices, model.lmk68_bary.astype(np.float64)
-        self.base68 = np.einsum("nkc,nk->nc", model.neutral[v68].astype(np.float64), b68)
-        self.basis68 = np.einsum("knjc,nj->nck", basis[:, v68].astype(np.float64), b68) if len(basis) else np.zeros(
-            (68, 3, 0))
-        lo, hi = (float(b) for b in model.extra.get("exp_bounds", (0.0, 1.0)))
-        self.exp_nonneg = lo >= 0.0
-        self.lo_pose_exp = np.concatenate([np.full(6, -np.inf), np.full(self.k_exp, lo)])
-        self.hi_pose_exp = np.concatenate([np.full(6, np.inf), np.full(self.k_exp, hi)])
-
-    def identity_shape(self, identity: np.ndarray) -> np.ndarray:
-        """The neutral landmarks (N, 3) of a person; expression deltas are added to it per step."""
-        return self.base + (self.basis_flat[:, : self.k_id] @ identity).reshape(-1, 3) if self.k_id else self.base
-
-
-@dataclass
-class _Track:
-    prepared: PreparedModel
-    rotation: np.ndarray | None = None
-    translation: np.ndarray | None = None
-    expression: np.ndarray | None = None
-    identity: np.ndarray | None = None
-    id_weight: float = 0.0
-    id_info: np.ndarray | None = None  # accumulated information matrix (K_id, K_id)
-    id_eta: np.ndarray | None = None  # accumulated information vector
-    id_shape: np.ndarray | None = None  # landmarks of the current identity, no expression
-    frames: int = 0
-    calib: object | None = None  # built-in rig calibration state
-
-
-# -- the fitter --------------------------------------------------------------------------
 class FaceModelFitter:
     """Fits a morphable model to 478 landmarks per frame and per track.
 
@@ -226,7 +101,7 @@ class FaceModelFitter:
         self.config = config or FitterConfig()
         self.model = model
         self._shared = PreparedModel(model, self.config.contour_weight) if model is not None else None
-        self._tracks: dict[int, _Track] = {}
+        self._tracks: dict[int, TrackState] = {}
         self.last_iterations = 0  # joint steps the last fit needed (diagnostics)
 
     @property
@@ -274,9 +149,9 @@ class FaceModelFitter:
         first = track.rotation is None
         solve_id = k_id > 0 and (first or track.id_weight < cfg.id_warmup_weight or track.frames % cfg.id_every == 0)
         if first:
-            rot, trans = _init_pose(track.id_shape, p, wts)
+            rot, trans = init_pose(track.id_shape, p, wts)
             for _ in range(cfg.pose_iterations):
-                rot, trans = _pose_step(track.id_shape, p, wts, rot, trans)
+                rot, trans = pose_step(track.id_shape, p, wts, rot, trans)
         else:
             rot, trans = track.rotation.copy(), track.translation.copy()
         # pose and expression with the track's identity fixed, until the steps are small
@@ -330,17 +205,17 @@ class FaceModelFitter:
         )
 
     # -- internals -----------------------------------------------------------------------
-    def _track(self, track_id: int, lm: np.ndarray, w: int, h: int, f: float) -> _Track | None:
+    def _track(self, track_id: int, lm: np.ndarray, w: int, h: int, f: float) -> TrackState | None:
         t = self._tracks.get(track_id)
         if self.model is None:
-            from facetrack.tracker.facemodel.builtin_rig import BuiltinCalibration
+            from facetrack.tracker.facemodel.calibration import BuiltinCalibration
 
             if t is None:
                 calib = BuiltinCalibration()
                 model = calib.update(lm, (w, h), f)
                 if model is None:
                     return None
-                t = _Track(PreparedModel(model, self.config.contour_weight), calib=calib)
+                t = TrackState(PreparedModel(model, self.config.contour_weight), calib=calib)
             else:
                 calib = t.calib
                 assert isinstance(calib, BuiltinCalibration)
@@ -351,7 +226,7 @@ class FaceModelFitter:
                         t.expression = t.id_shape = None  # the neutral changed: the old weights mean nothing
         elif t is None:
             assert self._shared is not None
-            t = _Track(self._shared)
+            t = TrackState(self._shared)
         if track_id not in self._tracks and len(self._tracks) >= self.config.max_tracks:
             self._tracks.pop(next(iter(self._tracks)))
         self._tracks.pop(track_id, None)
@@ -400,7 +275,7 @@ class FaceModelFitter:
         prec = 1.0 / (self.config.landmark_sigma * pm.radius / dm) ** 2
         return (jac.T @ jac).astype(np.float64) * prec, (jac.T @ res).astype(np.float64) * prec, dm
 
-    def _expression_step(self, track: _Track, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
+    def _expression_step(self, track: TrackState, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
                          trans: np.ndarray, expr: np.ndarray, expr_prev: np.ndarray | None,
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """One regularised Gauss-Newton step on pose and expression together (identity fixed).
@@ -430,7 +305,7 @@ class FaceModelFitter:
                    float(np.abs(x[6:] - expr).max()) * 0.01 if len(expr) else 0.0)
         return rodrigues(x[:3]) @ rot, trans + x[3:6], x[6:], step
 
-    def _measure_identity(self, track: _Track, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
+    def _measure_identity(self, track: TrackState, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
                           trans: np.ndarray, expr: np.ndarray, expr_prev: np.ndarray | None,
                           anchor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The identity measured on this (converged) frame, and its information matrix.
@@ -469,7 +344,7 @@ class FaceModelFitter:
         h[ii, ii] += cfg.id_measure_prior
         return anchor + np.linalg.solve(h, rhs)[6:6 + k_id], 0.5 * (info + info.T)
 
-    def _fuse_identity(self, track: _Track, measured: np.ndarray, info: np.ndarray, conf: float) -> None:
+    def _fuse_identity(self, track: TrackState, measured: np.ndarray, info: np.ndarray, conf: float) -> None:
         """Information-form fusion of one frame's identity, weighted by its SIR confidence."""
         cfg = self.config
         if track.id_info is None or track.id_eta is None:
@@ -485,44 +360,3 @@ class FaceModelFitter:
         track.identity = np.linalg.solve(a, track.id_eta)
 
 
-def _init_pose(shape: np.ndarray, p: np.ndarray, wts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weak-perspective pose from 3D-2D points (affine camera, then nearest rotation)."""
-    sw = np.sqrt(wts)[:, None]
-    a = np.concatenate([shape, np.ones((len(shape), 1))], axis=1) * sw
-    sol = np.linalg.lstsq(a, p * sw, rcond=None)[0]  # (4, 2)
-    m = sol[:3].T  # (2, 3)
-    u, s, vt = np.linalg.svd(m, full_matrices=False)
-    r12 = u @ vt
-    scale = s.mean()
-    r = np.vstack([r12, np.cross(r12[0], r12[1])])
-    if np.linalg.det(r) < 0:
-        r[2] *= -1
-    depth = 1.0 / scale
-    t = np.array([sol[3, 0] * depth, sol[3, 1] * depth, -depth])
-    return r, t
-
-
-def _pose_step(shape: np.ndarray, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
-               trans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One Gauss-Newton step on (rotation, translation) for the perspective projection."""
-    y = shape @ rot.T
-    cam = y + trans
-    inv = 1.0 / -cam[:, 2]
-    px, py = cam[:, 0] * inv, cam[:, 1] * inv
-    r = (p - np.stack([px, py], axis=1)) * np.sqrt(wts)[:, None]
-    # dp/dX rows: [inv, 0, px*inv], [0, inv, py*inv]; dX/dw = -[y]x, dX/dt = I
-    n = len(shape)
-    jx = np.empty((n, 6))
-    jy = np.empty((n, 6))
-    dx = np.stack([inv, np.zeros(n), px * inv], axis=1)
-    dy = np.stack([np.zeros(n), inv, py * inv], axis=1)
-    jx[:, :3] = np.cross(y, dx)  # d/dw of dx . (w x y) = dx . (w x y) = w . (y x dx)
-    jy[:, :3] = np.cross(y, dy)
-    jx[:, 3:], jy[:, 3:] = dx, dy
-    sw = np.sqrt(wts)[:, None]
-    j = np.concatenate([jx * sw, jy * sw])
-    res = np.concatenate([r[:, 0], r[:, 1]])
-    jtj = j.T @ j
-    jtj[np.diag_indices(6)] *= 1.0 + 1e-6
-    delta = np.linalg.solve(jtj + 1e-12 * np.eye(6), j.T @ res)
-    return rodrigues(delta[:3]) @ rot, trans + delta[3:]

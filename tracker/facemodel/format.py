@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from facetrack.tracker.errors import FacetrackError
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
+from facetrack.tracker.core.errors import FacetrackError
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 
 FORMAT_ID = "facetrack.facemodel/1"
 """Written into every model file; bumped when the layout changes incompatibly."""
@@ -165,10 +165,6 @@ class MorphableModel:
         """Landmark positions on a vertex array (..., V, 3) via the barycentric embedding."""
         idx, w = (self.lmk_vertices, self.lmk_bary) if which == "478" else (self.lmk68_vertices, self.lmk68_bary)
         return np.einsum("...nkc,nk->...nc", vertices[..., idx, :], w)
-
-    def expression_from_arkit(self, blendshapes: np.ndarray) -> np.ndarray:
-        """Model expression coefficients that reproduce ARKit weights (least squares)."""
-        return np.linalg.lstsq(self.arkit_map, np.asarray(blendshapes, np.float32), rcond=None)[0]
 
     # -- persistence ---------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:

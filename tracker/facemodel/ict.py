@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from facetrack.tracker.core.paths import data_dir
 from facetrack.tracker.facemodel.archive import check_https, download, safe_extract, scratch_folder, verify_tree
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel, arkit_map_for, vertex_embedding
-from facetrack.tracker.facemodel.registry import data_dir, install_model
+from facetrack.tracker.facemodel.registry import install_model
 from facetrack.tracker.facemodel.render import cast, closest_on_mesh, fill_holes, project, render
 
 ICT_ID = "ict"

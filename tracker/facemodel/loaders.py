@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
-from facetrack.tracker.schema import ARKIT_BLENDSHAPES
 
 
 @dataclass

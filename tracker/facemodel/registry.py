@@ -11,31 +11,17 @@ The built-in model has no file: it is generated per tracked person.
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
 
+from facetrack.tracker.core.paths import data_dir
 from facetrack.tracker.facemodel.format import FORMAT_ID, ModelError, MorphableModel
 
 BUILTIN_ID = "builtin"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-
-
-def data_dir() -> Path:
-    """The user data directory for facetrack (created on demand by writers)."""
-    env = os.environ.get("FACETRACK_DATA")
-    if env:
-        return Path(env).expanduser()
-    home = Path.home()
-    if sys.platform == "darwin":
-        return home / "Library" / "Application Support" / "facetrack"
-    if os.name == "nt":
-        return Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local")) / "facetrack"
-    return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / "facetrack"
 
 
 def models_dir() -> Path:
@@ -139,9 +125,3 @@ def install_model(model: MorphableModel, overwrite: bool = True) -> Path:
         raise ModelError(f"model {model.id!r} is already installed at {p}; pass overwrite=True to replace it")
     return model.save(p)
 
-
-def remove_model(model_id: str) -> None:
-    p = model_path(model_id)
-    if not p.is_file():
-        raise ModelError(f"model {model_id!r} is not installed")
-    p.unlink()

@@ -31,7 +31,7 @@ ARKIT_BLENDSHAPES: tuple[str, ...] = (
     "noseSneerLeft", "noseSneerRight",
     "tongueOut",
 )  # fmt: skip
-"""The stream's blendshape order (facetrack.tracker.schema.ARKIT_BLENDSHAPES; a test keeps them equal)."""
+"""The stream's blendshape order (facetrack.tracker.core.schema.ARKIT_BLENDSHAPES; a test keeps them equal)."""
 
 FRAME_SCHEMA = "facetrack.frame/1"
 META_SCHEMA = "facetrack.meta/1"

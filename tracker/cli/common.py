@@ -1,0 +1,77 @@
+"""What every command shares: the error console, exit codes, logging, the one SIGTERM handler, the engine
+options and the one-line failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.logging import RichHandler
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
+EXIT_SOURCE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+ENGINES = ("mediapipe", "litert", "onnx", "regress")
+"""--engine: the landmark engines, and `regress` (mediapipe's landmarks + the regress engine's coefficients)."""
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+
+
+def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM ends a command as Ctrl-C does: sinks are closed and what was written is kept (exit 130)."""
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
+def engine_options(command: Callable) -> Callable:
+    """--engine, --regressor and --backend, shared by `run` and `bench`."""
+    options = (
+        click.option("--engine", "landmark_engine", type=click.Choice(ENGINES), default="mediapipe",
+                     show_default=True,
+                     help="Landmark engine (docs/engines.md); regress: mediapipe's landmarks, and blendshapes and "
+                          "head rotation from the coefficient regressor instead of the model fit."),
+        click.option("--regressor", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="The regress engine (.onnx with its .json) for --engine regress; default: regress.onnx "
+                          "in the user data directory's engines/ folder."),
+        click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto",
+                     show_default=True,
+                     help="Where our networks run: auto = TensorRT, then ONNX Runtime CUDA, then the CPU."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def engine_fields(engine: str, regressor: Path | None) -> dict:
+    """The config fields --engine and --regressor stand for."""
+    if regressor is not None and engine != "regress":
+        raise click.UsageError("--regressor goes with --engine regress")
+    if engine == "regress":
+        return {"landmark_engine": "mediapipe", "coefficients": "regress", "regressor": regressor}
+    return {"landmark_engine": engine}
+
+def usage_error(exc: ValidationError) -> click.UsageError:
+    """Options that contradict each other, in the config's own words."""
+    return click.UsageError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
+
+def fail(exc: BaseException, code: int) -> NoReturn:
+    """One line on stderr (never wrapped, so it can be grepped and copied), then exit."""
+    err.print(f"[red]error:[/] {exc}", highlight=False)
+    sys.exit(code)

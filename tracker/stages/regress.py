@@ -1,0 +1,90 @@
+"""The `regress` stage: each face's coefficients from the regress engine instead of the model fit.
+
+Per frame, for all faces at once (one engine call):
+
+1. the 68 iBUG points of each face from its 478 landmarks (`ibug68_from_478`: the built-in
+   rig's own 68-point embedding, the jaw spaced along the face oval as `jaw_embedding` does);
+2. a square crop around them, cut by `crop_face`, the function the training crops were cut with;
+3. the engine: expression -> the 52 ARKit blendshapes (the built-in rig's expression basis
+   is ARKit's 52 shapes in ARKit's order, so the weights are the blendshapes as they are);
+   identity + expression -> `FaceResult.coefficients`; the 68 points -> `landmarks68`;
+4. the head pose: rotation from the regressor, translation from the landmarks.
+
+Why the pose is split so: the regressor's pose is weak perspective in crop pixels. Its
+translation and scale only say where the face sits in a crop that was cut around the
+landmarks, so the landmarks' own estimate (`head_translation`, the one `model=None` reports:
+eye-corner distance under the pinhole camera) gives the head's position in centimetres. Its
+rotation is the one the face shows in the crop, and is used as it is: that is what the
+fitter reports too (on a face 8 degrees off the optical axis, s18.mp4, the landmarks' rigid
+rotation agrees with the fit within 1 degree; turning it by the direction of the ray to the
+camera moved it 6 degrees away). The crop is not rotated, so its axes are the image's.
+Without the fitter there are no dynamics (they refine the fit's lid and lip weights) and no
+dense mesh.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from facetrack.engines.backends import BackendName
+from facetrack.engines.onnx_runtime import EngineError
+from facetrack.engines.regress import TRAIN_HINT, RegressEngine, crop_face, default_engine_path
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
+from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
+from facetrack.tracker.stages.pose import head_translation, pose_from_matrix
+
+MODEL_ID = "regress"
+"""`model_id` of the coefficients the stage writes (their layout is in the stream metadata)."""
+
+
+class RegressStage:
+    """Writes blendshapes, coefficients, landmarks68 and pose of every face of a frame from one engine batch."""
+
+    def __init__(self, path: Path | None = None, backend: BackendName = "auto", max_faces: int = 1,
+                 focal_px: float | None = None) -> None:
+        if path is None and not default_engine_path().is_file():
+            raise EngineError(f"no regress engine given and none installed at {default_engine_path()}; {TRAIN_HINT} "
+                              f"or copy regress.onnx and regress.json to {default_engine_path().parent}")
+        path = Path(path) if path is not None else default_engine_path()
+        self.engine = RegressEngine(path, backend, max_batch=max_faces)
+        sizes = self.engine.sizes
+        missing = {"identity", "expression", "pose"} - set(sizes)
+        if missing:
+            raise EngineError(f"{path.name} has no {', '.join(sorted(missing))} output: not a coefficient regressor")
+        if sizes["expression"] != len(ARKIT_BLENDSHAPES):
+            raise EngineError(
+                f"{path.name} gives {sizes['expression']} expression weights; run-time blendshapes need the "
+                f"{len(ARKIT_BLENDSHAPES)} ARKit ones of the built-in rig: train with a built-in-rig face model "
+                "as the recipe's `model.face_model` (docs/training.md, 'Distilling the fitter')")
+        self.identity_size = sizes["identity"]
+        self.focal_px = focal_px
+
+    def describe(self, metadata: StreamMetadata) -> StreamMetadata:
+        """The stream metadata with the regressor's coefficient layout."""
+        return metadata.model_copy(update={
+            "model_id": MODEL_ID,
+            "identity_size": self.identity_size,
+            "expression_size": len(ARKIT_BLENDSHAPES),
+            "expression_names": list(ARKIT_BLENDSHAPES),
+        })
+
+    def write(self, image: np.ndarray, faces: list[FaceResult]) -> None:
+        """Crop every face of the frame, run them as one batch, and write the results into the faces."""
+        if not faces:
+            return
+        height, width = image.shape[:2]
+        points = [ibug68_from_478(face.landmarks) for face in faces]
+        out = self.engine.predict(np.stack([crop_face(image, p, self.engine.input_size)[0] for p in points]))
+        focal = float(self.focal_px or width)
+        translation = np.stack([head_translation(np.asarray(f.landmarks), (width, height), focal) for f in faces])
+        rotation = Rotation.from_rotvec(out["pose"][:, :3].astype(np.float64)).as_matrix()  # head -> camera
+        expression = np.clip(out["expression"], 0.0, 1.0)
+        for i, face in enumerate(faces):
+            face.blendshapes = expression[i].copy()
+            face.coefficients = FaceCoefficients.model_construct(
+                model_id=MODEL_ID, identity=out["identity"][i].copy(), expression=expression[i].copy())
+            face.landmarks68 = points[i]
+            face.pose = pose_from_matrix(rotation[i], translation[i])
