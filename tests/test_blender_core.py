@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from blender_addon import addon_module
 
 from facetrack.adapters.codec import encode_message
 from facetrack.adapters.file_sinks import open_file_sink
 from facetrack.tracker.core import schema
 
-
-def _load_core():
-    """The add-on's core module alone: its package __init__ imports bpy, which only Blender (or the
-    [blender] extra) has, and this logic is meant to be testable without it."""
-    path = Path(__file__).resolve().parents[1] / "adapters" / "blender" / "facetrack_blender" / "core.py"
-    spec = importlib.util.spec_from_file_location("facetrack_blender_core", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_core = _load_core()
+_core = addon_module("core")
 ARKIT_BLENDSHAPES = _core.ARKIT_BLENDSHAPES
 TakeError = _core.TakeError
 blender_rotation = _core.blender_rotation

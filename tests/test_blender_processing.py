@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from blender_addon import addon_module
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters" / "blender"))
-
-from facetrack_blender.core import ARKIT_BLENDSHAPES, FaceSample, TakeError  # noqa: E402
-from facetrack_blender.processing import (  # noqa: E402
-    calibrate,
-    eye_rotations,
-    jaw_rotations,
-    neutral_of,
-    parse_name_map,
-    quat_multiply,
-    resample,
-)
+_core = addon_module("core")
+_processing = addon_module("processing")
+ARKIT_BLENDSHAPES, FaceSample, TakeError = _core.ARKIT_BLENDSHAPES, _core.FaceSample, _core.TakeError
+calibrate, eye_rotations, jaw_rotations = _processing.calibrate, _processing.eye_rotations, _processing.jaw_rotations
+neutral_of, parse_name_map, quat_multiply = _processing.neutral_of, _processing.parse_name_map, _processing.quat_multiply
+resample = _processing.resample
 
 JAW = ARKIT_BLENDSHAPES.index("jawOpen")
 
