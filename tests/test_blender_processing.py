@@ -12,8 +12,8 @@ _core = addon_module("core")
 _processing = addon_module("processing")
 ARKIT_BLENDSHAPES, FaceSample, TakeError = _core.ARKIT_BLENDSHAPES, _core.FaceSample, _core.TakeError
 calibrate, eye_rotations, jaw_rotations = _processing.calibrate, _processing.eye_rotations, _processing.jaw_rotations
-neutral_of, parse_name_map, quat_multiply = _processing.neutral_of, _processing.parse_name_map, _processing.quat_multiply
-resample = _processing.resample
+neutral_of, parse_name_map = _processing.neutral_of, _processing.parse_name_map
+quat_multiply, resample = _processing.quat_multiply, _processing.resample
 
 JAW = ARKIT_BLENDSHAPES.index("jawOpen")
 
