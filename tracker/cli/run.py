@@ -201,10 +201,10 @@ def _check_outputs(outputs: tuple[Path, ...], mesh_path: Path | None, render: Pa
 def _network_sinks(endpoint: str | None, wire: str, curve_keys: Path | None, wait_subscribers: int,
                    vmc: str | None, livelink: str | None, clients: dict) -> list:
     """The ZeroMQ publisher (bound here: a busy port fails now) and the VMC / Live Link senders."""
-    from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
-
     sinks = _udp_sinks(vmc, livelink, clients)
     if endpoint is not None:
+        from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
+
         try:
             sinks.append(ZmqPublisher(PublisherConfig(endpoint=endpoint, encoding=wire, curve_keys=curve_keys,
                                                       wait_subscribers=wait_subscribers)))
@@ -241,6 +241,8 @@ def _file_sinks(outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: 
 
 def _udp_sinks(vmc: str | None, livelink: str | None, clients: dict) -> list:
     """VMC and Live Link senders for the addresses and `_client_options` given on the command line."""
+    if vmc is None and livelink is None:
+        return []  # before the imports: a run without them does not load their modules
     from facetrack.adapters.livelink import DEFAULT_PORT as LIVELINK_PORT
     from facetrack.adapters.livelink import LiveLinkConfig, LiveLinkSender
     from facetrack.adapters.vmc import DEFAULT_PORT as VMC_PORT
