@@ -83,3 +83,36 @@ def test_mediapipe_is_whole_for_code_that_asks_for_it_after_the_engine() -> None
     assert version.startswith("0.10.")
     assert int(edges) > 2000
     assert vision == "True"
+
+
+def test_bench_reports_start_up_and_steady_state_apart(short_face_clip, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from facetrack.tracker.cli.app import app
+    from facetrack.tracker.cli.bench import STEADY_AFTER
+
+    out = tmp_path / "bench.json"
+    done = CliRunner().invoke(app, ["bench", str(short_face_clip), "--max-frames", "30", "--json", str(out)])
+    assert done.exit_code == 0, done.output
+    report = json.loads(out.read_text())
+    assert report["frames"] == 30
+    assert report["startup_s"] > 0
+    assert report["steady_state_ms"] > 0
+    # the steady state leaves out the first frames, so it is no slower than their whole stretch per frame
+    assert report["steady_state_ms"] * (30 - STEADY_AFTER) <= 1e3 * (30 - 1) / report["end_to_end_fps"] + 1e-6
+    for stage in ("landmarks", "eyes", "fit", "filter", "events", "publish"):
+        assert report["stages"][stage]["frames"] == 30
+        assert report["stages"][stage]["median_ms"] <= report["stages"][stage]["p90_ms"]
+    assert "steady state" in " ".join(done.output.split())
+
+
+def test_bench_has_no_steady_state_for_a_source_shorter_than_the_start_up(short_face_clip, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from facetrack.tracker.cli.app import app
+
+    out = tmp_path / "bench.json"
+    done = CliRunner().invoke(app, ["bench", str(short_face_clip), "--max-frames", "5", "--model", "none",
+                                    "--no-eyes", "--json", str(out)])
+    assert done.exit_code == 0, done.output
+    assert json.loads(out.read_text())["steady_state_ms"] is None
