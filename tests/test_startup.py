@@ -116,3 +116,21 @@ def test_bench_has_no_steady_state_for_a_source_shorter_than_the_start_up(short_
                                     "--no-eyes", "--json", str(out)])
     assert done.exit_code == 0, done.output
     assert json.loads(out.read_text())["steady_state_ms"] is None
+
+
+def test_pyarrow_loads_with_the_first_parquet_file_only(tmp_path) -> None:
+    code = (
+        "import sys, time\n"
+        "from facetrack.adapters.file_sinks import open_file_sink, read_results\n"
+        "from facetrack.tracker.core.schema import FrameResult, SourceInfo, StreamMetadata\n"
+        "meta = StreamMetadata(stream_id='s', source=SourceInfo(uri='x', width=4, height=4, fps=None, live=False),"
+        " started_at=time.time())\n"
+        "frame = FrameResult(stream_id='s', frame_index=0, pts=None, capture_time=1.0, width=4, height=4, faces=[])\n"
+        "for suffix in ('.jsonl', '.csv', '.npz'):\n"
+        f"    sink = open_file_sink({str(tmp_path)!r} + '/out' + suffix)\n"
+        "    sink.start(meta); sink.write(frame); sink.close()\n"
+        "assert 'pyarrow' not in sys.modules\n"
+        f"sink = open_file_sink({str(tmp_path)!r} + '/out.parquet')\n"
+        "sink.start(meta); sink.write(frame); sink.close()\n"
+        f"assert [r.frame_index for r in read_results({str(tmp_path)!r} + '/out.parquet')] == [0]\n")
+    assert _loaded(_modules_after(code), "pyarrow")
