@@ -134,3 +134,9 @@ def test_pyarrow_loads_with_the_first_parquet_file_only(tmp_path) -> None:
         "sink.start(meta); sink.write(frame); sink.close()\n"
         f"assert [r.frame_index for r in read_results({str(tmp_path)!r} + '/out.parquet')] == [0]\n")
     assert _loaded(_modules_after(code), "pyarrow")
+
+
+def test_the_default_pipeline_loads_neither_the_regressor_nor_scipy_matching_and_rotations() -> None:
+    modules = _modules_after("import facetrack.tracker.pipeline")
+    for package in ("facetrack.tracker.stages.regress", "scipy.spatial", "scipy.optimize", "torch", "pyarrow"):
+        assert not _loaded(modules, package), package

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,8 +34,10 @@ from facetrack.tracker.stages.eye_state import EyeMeasure, EyeStage
 from facetrack.tracker.stages.filter import FaceFilter
 from facetrack.tracker.stages.fit import FitStage
 from facetrack.tracker.stages.pose import estimate_head_pose
-from facetrack.tracker.stages.regress import RegressStage
 from facetrack.tracker.stages.tracks import Track, TrackAssigner
+
+if TYPE_CHECKING:  # loaded only for coefficients="regress" (it brings scipy.spatial)
+    from facetrack.tracker.stages.regress import RegressStage
 
 log = logging.getLogger("facetrack.pipeline")
 
@@ -60,10 +63,12 @@ class Tracker:
         self.metadata: StreamMetadata | None = None
         self._source: FrameSource | None = None
         # stateless and the slow part to load: loaded once here, so a bad engine fails before any output exists
-        self._regress: RegressStage | None = (
-            RegressStage(self.config.regressor, self.config.backend, self.config.max_faces, self.config.focal_px)
-            if self.config.coefficients == "regress" else None
-        )
+        self._regress: RegressStage | None = None
+        if self.config.coefficients == "regress":
+            from facetrack.tracker.stages.regress import RegressStage
+
+            self._regress = RegressStage(self.config.regressor, self.config.backend, self.config.max_faces,
+                                         self.config.focal_px)
         # the face model and the eye engine are loaded here too, for the same reason; each stream gets fresh ones
         self._fit, self._eyes = self._new_stages()
         self._stages_used = False
@@ -88,7 +93,8 @@ class Tracker:
         self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None
         still_images = frames.info.fps is None and not frames.live
         # a folder of photos is not a motion: nothing to smooth across them
-        self._filter = FaceFilter(self.config.filter, self.config.eyes.blink_snap) if self.config.filter.enabled and not still_images else None
+        self._filter = (FaceFilter(self.config.filter, self.config.eyes.blink_snap)
+                        if self.config.filter.enabled and not still_images else None)
         self._fps = frames.info.fps
         metadata = StreamMetadata(stream_id=self.config.stream_id, source=frames.info, started_at=time.time())
         stage = self._fit or self._regress
