@@ -8,7 +8,7 @@ frame (process start to the first result and exit). Both programs (the mesh alon
 interleaved A/B/A/B (`facetrack run` publishing on a free loopback port, so the default
 pipeline with its ZeroMQ publisher), so they share the machine's load; the script prints each repeat, the median
 ratio with its spread, and the load average before and after. One photo's wall time and peak RSS
-come from `/usr/bin/time -v` where it exists.
+(`facetrack run PHOTO --quiet`, as many runs as --repeats) come from `/usr/bin/time -v` where it exists.
 
     python scripts/bench_speed_ratio.py CLIP [--photo IMAGE] [--repeats 5] [-- extra facetrack run options]
 """
@@ -52,8 +52,11 @@ def _frames(clip: str) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
-def _photo(photo: str, extra: list[str]) -> tuple[float, float] | None:
-    """(wall s, peak RSS MB) of `facetrack run PHOTO` from /usr/bin/time -v, None where it is missing."""
+def _photo(photo: str, extra: list[str]) -> tuple[float, float, float] | None:
+    """(wall s, CPU s, peak RSS MB) of `facetrack run PHOTO` from /usr/bin/time -v, None where it is missing.
+
+    The CPU time (user + system) depends less on what else the machine runs than the wall time.
+    """
     if not Path("/usr/bin/time").exists():
         return None
     done = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "facetrack.tracker.cli", "run", photo,
@@ -61,7 +64,8 @@ def _photo(photo: str, extra: list[str]) -> tuple[float, float] | None:
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1)) / 1024
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", done.stderr).group(1)
     minutes, seconds = wall.rsplit(":", 1)
-    return float(minutes.split(":")[-1]) * 60 + float(seconds), rss
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): (\S+)", done.stderr).group(1)) for kind in ("User", "System"))
+    return float(minutes.split(":")[-1]) * 60 + float(seconds), cpu, rss
 
 
 def main() -> None:
@@ -102,11 +106,16 @@ def main() -> None:
           f"ratio {spread(2)}, start-up {spread(3)} s")
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} cpus")
     if args.photo:
-        photo = _photo(args.photo, args.extra)
-        if photo is None:
+        photos = [_photo(args.photo, args.extra) for _ in range(args.repeats)]
+        if None in photos:
             print("no /usr/bin/time: photo not measured")
         else:
-            print(f"one photo ({Path(args.photo).name}): {photo[0]:.2f} s wall, {photo[1]:.0f} MB peak RSS")
+            walls, cpus, peaks = ([p[i] for p in photos] for i in range(3))
+            print(f"one photo ({Path(args.photo).name}), {args.repeats} runs: wall "
+                  f"{statistics.median(walls):.2f} ({min(walls):.2f}-{max(walls):.2f}) s, CPU "
+                  f"{statistics.median(cpus):.2f} ({min(cpus):.2f}-{max(cpus):.2f}) s, peak RSS "
+                  f"{statistics.median(peaks):.0f} ({min(peaks):.0f}-{max(peaks):.0f}) MB; "
+                  f"load average now {os.getloadavg()[0]:.1f}")
     if shutil.which("facetrack") is None:
         print("note: facetrack is not on PATH; ran it as python -m facetrack.tracker.cli")
 
