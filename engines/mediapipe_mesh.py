@@ -26,7 +26,7 @@ def _register_unexecuted(name: str) -> None:
     """Make package `name` importable without running its `__init__.py` until something needs that.
 
     mediapipe's `__init__` imports the whole Tasks API (audio with sounddevice, text, vision) and its
-    solutions' `__init__` imports matplotlib through the drawing utilities: 0.5-0.8 s and about 100 MB
+    solutions' `__init__` imports matplotlib through the drawing utilities: 0.5-0.8 s and about 90 MB
     of a run's start that the face-mesh graph never uses. Registered unexecuted, a submodule imports on
     its own (also as an attribute: `solutions.face_mesh`); the first lookup of a name only `__init__`
     provides (`mediapipe.solutions`, `__version__`) runs it then, so code that uses the whole package
