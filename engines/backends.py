@@ -46,7 +46,8 @@ def torch_reference() -> Probe:
         import onnx  # noqa: F401  (the reference reads the graph with it)
         import torch
     except ImportError as exc:
-        return Probe(False, f"{exc.name} is not installed (facetrack[train] has torch and onnx for the PyTorch reference)")
+        return Probe(False, f"{exc.name} is not installed "
+                            "(facetrack[train] has torch and onnx for the PyTorch reference)")
     return Probe(True, f"PyTorch {torch.__version__} (reference, CPU)")
 
 
