@@ -19,15 +19,14 @@ import io
 import json
 import math
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from facetrack.adapters.codec import decode_message, encode_message
 from facetrack.tracker.core.errors import ProtocolError, SinkError
@@ -40,6 +39,10 @@ from facetrack.tracker.core.schema import (
     StreamMetadata,
 )
 from facetrack.tracker.core.sinks import PARTIAL_SUFFIX, Sink
+
+if TYPE_CHECKING:  # pyarrow (about 45 MB resident) loads with the first Parquet file, not with this module
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".csv", ".parquet", ".npz")
 PARQUET_ROW_GROUP = 256
@@ -87,6 +90,12 @@ def _blendshapes(face: FaceResult) -> np.ndarray | None:
     return values
 
 
+def _sink_errors() -> tuple[type[Exception], ...]:
+    """What a failed write raises: OSError, and Arrow's errors once a Parquet file has loaded pyarrow."""
+    arrow = sys.modules.get("pyarrow")
+    return (OSError,) if arrow is None else (OSError, arrow.ArrowException)
+
+
 class _FileSink(ABC):
     """Writes into `<path>.partial`, renames on a clean close; OS errors become SinkError."""
 
@@ -116,7 +125,7 @@ class _FileSink(ABC):
             raise SinkError(f"{self.partial_path} is {'closed' if self._closed else 'broken by an earlier error'}")
         try:
             self._write(result)
-        except (OSError, pa.ArrowException) as exc:
+        except _sink_errors() as exc:
             self._fail(exc)
         self.frames_written += 1
 
@@ -131,7 +140,7 @@ class _FileSink(ABC):
             self._finish()
             self._file.close()
             os.replace(self.partial_path, self.path)
-        except (OSError, pa.ArrowException) as exc:
+        except _sink_errors() as exc:
             self._fail(exc)
 
     def discard(self) -> None:
@@ -153,7 +162,7 @@ class _FileSink(ABC):
 
     def _release(self) -> None:
         """Close quietly after an error: keep what was flushed, don't mask the first error."""
-        with suppress(OSError, pa.ArrowException):
+        with suppress(*_sink_errors()):
             self._abort()
         with suppress(OSError):
             self._file.close()
@@ -228,6 +237,8 @@ def parquet_schema(landmark_count: int = LANDMARK_COUNT) -> pa.Schema:
     Face columns are null on a no-face row; the list columns are all-NaN there, and
     blendshapes are all-NaN when not fitted (see `_fixed_lists` for why not null).
     """
+    import pyarrow as pa
+
     fields = [
         pa.field("frame_index", pa.int64(), nullable=False),
         pa.field("pts", pa.float64()),
@@ -249,6 +260,8 @@ def _fixed_lists(rows: Sequence[np.ndarray | None], size: int) -> pa.FixedSizeLi
     Not nulls: Arrow C++ before pyarrow 26 cannot read null fixed-size lists back from
     Parquet (apache/arrow GH-35692), and pyarrow 26 needs numpy 2.
     """
+    import pyarrow as pa
+
     values = np.full((len(rows), size), np.nan, dtype=np.float32)
     for i, row in enumerate(rows):
         if row is not None:
@@ -287,6 +300,8 @@ class ParquetSink(_FileSink):
 
     def _open_writer(self) -> pq.ParquetWriter:
         if self._writer is None:
+            import pyarrow.parquet as pq
+
             # Dictionary-encoding float lists costs ~6x the time for a bigger file; byte-stream
             # split + zstd is what compresses float32 coordinates.
             self._writer = pq.ParquetWriter(
@@ -299,6 +314,8 @@ class ParquetSink(_FileSink):
         return self._writer
 
     def _flush_rows(self) -> None:
+        import pyarrow as pa
+
         count = self.landmark_count
         writer = self._open_writer()
         faces, frames = self._faces, self._frames
@@ -529,6 +546,8 @@ def _list_rows(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _parquet_rows(path: Path) -> Iterator[_Row]:
+    import pyarrow.parquet as pq
+
     table = pq.read_table(path)
     frames = zip(*(table.column(name).to_pylist() for name in FRAME_COLUMNS), strict=True)
     track_ids = table.column("track_id").to_pylist()
@@ -581,6 +600,8 @@ def read_metadata(path: str | os.PathLike[str]) -> StreamMetadata | None:
     source = Path(path)
     extension = _extension(source)
     if extension == ".parquet":
+        import pyarrow.parquet as pq
+
         raw = (pq.read_metadata(source).metadata or {}).get(PARQUET_METADATA_KEY)
     elif extension == ".npz":
         with np.load(source, allow_pickle=False) as data:

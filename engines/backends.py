@@ -46,14 +46,22 @@ def torch_reference() -> Probe:
         import onnx  # noqa: F401  (the reference reads the graph with it)
         import torch
     except ImportError as exc:
-        return Probe(False, f"{exc.name} is not installed (facetrack[train] has torch and onnx for the PyTorch reference)")
+        return Probe(False, f"{exc.name} is not installed "
+                            "(facetrack[train] has torch and onnx for the PyTorch reference)")
     return Probe(True, f"PyTorch {torch.__version__} (reference, CPU)")
+
+
+def _cpu() -> Probe:
+    return Probe(True, "ONNX Runtime CPU")
+
+
+# each probe runs only when asked: the PyTorch one imports torch (about 1.5 s), which `auto` never picks
+_PROBES = {"tensorrt": tensorrt, "cuda": ort_cuda, "cpu": _cpu, "torch": torch_reference}
 
 
 def probes() -> dict[str, Probe]:
     """Every backend's probe, fastest first (what `facetrack engines list` prints)."""
-    return {"tensorrt": tensorrt(), "cuda": ort_cuda(), "cpu": Probe(True, "ONNX Runtime CPU"),
-            "torch": torch_reference()}
+    return {name: probe() for name, probe in _PROBES.items()}
 
 
 def select_backend(requested: BackendName = "auto") -> BackendChoice:
@@ -61,13 +69,13 @@ def select_backend(requested: BackendName = "auto") -> BackendChoice:
     if requested not in BACKENDS:
         raise EngineError(f"unknown backend {requested!r} (one of {', '.join(BACKENDS)})")
     if requested != "auto":
-        probe = probes()[requested]
+        probe = _PROBES[requested]()
         if not probe.ok:
             raise EngineError(f"backend {requested!r} cannot run here: {probe.reason}")
         return BackendChoice(requested, probe.reason)
     passed_over = []
     for name in ("tensorrt", "cuda"):
-        probe = probes()[name]
+        probe = _PROBES[name]()
         if probe.ok:
             return BackendChoice(name, probe.reason)
         passed_over.append(f"{name}: {probe.reason}")

@@ -12,6 +12,7 @@ the previous one (`process` = submit + collect, for callers that want one call).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -19,10 +20,48 @@ import sys
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 import numpy as np
-from mediapipe.python.solution_base import SolutionBase
 
-from facetrack.engines.base import DetectedFace
-from facetrack.tracker.core.geometry import iou_matrix, landmark_box
+
+def _register_unexecuted(name: str) -> None:
+    """Make package `name` importable without running its `__init__.py` until something needs that.
+
+    mediapipe's `__init__` imports the whole Tasks API (audio with sounddevice, text, vision) and its
+    solutions' `__init__` imports matplotlib through the drawing utilities: 0.5-0.8 s and about 90 MB
+    of a run's start that the face-mesh graph never uses. Registered unexecuted, a submodule imports on
+    its own (also as an attribute: `solutions.face_mesh`); the first lookup of a name only `__init__`
+    provides (`mediapipe.solutions`, `__version__`) runs it then, so code that uses the whole package
+    still gets it.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return  # not installed: the import below says so
+    package = importlib.util.module_from_spec(spec)
+
+    def lookup(attribute: str) -> object:
+        if importlib.util.find_spec(f"{name}.{attribute}") is not None:
+            return importlib.import_module(f"{name}.{attribute}")
+        del package.__dict__["__getattr__"]
+        spec.loader.exec_module(package)
+        return getattr(package, attribute)
+
+    package.__getattr__ = lookup  # type: ignore[attr-defined]
+    sys.modules[name] = package
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, package)
+
+
+_register_unexecuted("mediapipe")
+_register_unexecuted("mediapipe.python.solutions")
+
+# face_mesh registers the calculator options its graph is written with; SolutionBase builds the graph
+from mediapipe.python.solution_base import SolutionBase  # noqa: E402
+from mediapipe.python.solutions import face_mesh as _face_mesh_options  # noqa: E402, F401
+
+from facetrack.engines.base import DetectedFace  # noqa: E402
+from facetrack.tracker.core.geometry import iou_matrix, landmark_box  # noqa: E402
 
 _GRAPH = "mediapipe/modules/face_landmark/face_landmark_front_cpu.binarypb"
 _DETECTION_THRESHOLD = (

@@ -50,6 +50,16 @@ def test_track_ids_stay_with_moving_faces_and_are_never_reused() -> None:
     assert back[0].track_id == 0 and back[1].track_id == 2
 
 
+def test_one_face_keeps_its_track_while_it_overlaps_and_gets_a_new_one_after_a_jump() -> None:
+    tracks = TrackAssigner(min_iou=0.3)
+    face = np.array([0, 0, 100, 100.0])
+    assert tracks.assign([face], [0.9])[0].track_id == 0
+    assert tracks.assign([face + 20], [None])[0].track_id == 0  # IoU 0.47: the same face
+    jumped = tracks.assign([face + 300], [0.8])[0]
+    assert jumped.track_id == 1 and jumped.score == pytest.approx(0.8)
+    assert tracks.ended == [] and tracks.assign([face + 300], [None])[0].track_id == 1
+
+
 def _synthetic_face() -> np.ndarray:
     """478 points (image pixels, y down) with a symmetric rigid skeleton at the indices the pose uses."""
     rng = np.random.default_rng(0)

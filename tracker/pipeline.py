@@ -15,6 +15,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,8 +33,10 @@ from facetrack.tracker.stages.eye_state import EyeMeasure, EyeStage
 from facetrack.tracker.stages.filter import FaceFilter
 from facetrack.tracker.stages.fit import FitStage
 from facetrack.tracker.stages.pose import estimate_head_pose
-from facetrack.tracker.stages.regress import RegressStage
 from facetrack.tracker.stages.tracks import Track, TrackAssigner
+
+if TYPE_CHECKING:  # loaded only for coefficients="regress" (it brings scipy.spatial)
+    from facetrack.tracker.stages.regress import RegressStage
 
 SourceLike = str | os.PathLike[str] | FrameSource
 
@@ -57,10 +60,12 @@ class Tracker:
         self.metadata: StreamMetadata | None = None
         self._source: FrameSource | None = None
         # stateless and the slow part to load: loaded once here, so a bad engine fails before any output exists
-        self._regress: RegressStage | None = (
-            RegressStage(self.config.regressor, self.config.backend, self.config.max_faces, self.config.focal_px)
-            if self.config.coefficients == "regress" else None
-        )
+        self._regress: RegressStage | None = None
+        if self.config.coefficients == "regress":
+            from facetrack.tracker.stages.regress import RegressStage
+
+            self._regress = RegressStage(self.config.regressor, self.config.backend, self.config.max_faces,
+                                         self.config.focal_px)
         # the face model and the eye engine are loaded here too, for the same reason; each stream gets fresh ones
         self._fit, self._eyes = self._new_stages()
         self._stages_used = False

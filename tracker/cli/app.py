@@ -2,44 +2,58 @@
 
 A module per command group: run.py (`run`), stream.py (`info`, `subscribe`), bench.py, keys.py,
 batch.py, demo.py, engines.py, models.py, train.py and viz.py (`render`, `plot`, `doctor`, `preview`).
+A command's module is imported only when that command runs (or `--help` lists them all), so
+`facetrack run` does not pay for batch, Ray, the benchmark or the training code.
 """
 
 from __future__ import annotations
+
+from importlib import import_module
 
 import click
 
 from facetrack.tracker.cli.common import setup_logging
 from facetrack.tracker.core.versions import package_version
 
+# command name -> (module under facetrack.tracker.cli, the click command's name in it)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "run"),
+    "info": ("stream", "info"),
+    "subscribe": ("stream", "subscribe"),
+    "bench": ("bench", "bench"),
+    "keys": ("keys", "keys"),
+    "demo": ("demo", "demo_command"),
+    "engines": ("engines", "engines_group"),
+    "models": ("models", "models_group"),
+    "train": ("train", "train_group"),
+    "render": ("viz", "render_command"),
+    "plot": ("viz", "plot_command"),
+    "doctor": ("viz", "doctor_command"),
+    "preview": ("viz", "preview_command"),
+    "batch": ("batch", "batch_command"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A click group whose commands are imported from their modules when first looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*_COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = _COMMANDS[cmd_name]
+        return getattr(import_module(f"facetrack.tracker.cli.{module}"), attribute)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.version_option(version=package_version("facetrack") or "unknown", prog_name="facetrack")
 def app(verbose: int) -> None:
     """Real-time face tracking: landmarks, head pose, ARKit blendshapes and eye state, streamed to
     animation clients (ZeroMQ, VMC, Live Link) and written to files."""
     setup_logging(verbose)
-
-
-def _mount_subcommands() -> None:
-    from facetrack.tracker.cli.batch import batch_command
-    from facetrack.tracker.cli.bench import bench
-    from facetrack.tracker.cli.demo import demo_command
-    from facetrack.tracker.cli.engines import engines_group
-    from facetrack.tracker.cli.keys import keys
-    from facetrack.tracker.cli.models import models_group
-    from facetrack.tracker.cli.run import run
-    from facetrack.tracker.cli.stream import info, subscribe
-    from facetrack.tracker.cli.train import train_group
-    from facetrack.tracker.cli.viz import doctor_command, plot_command, preview_command, render_command
-
-    for command in (run, info, subscribe, bench, keys, demo_command, engines_group, models_group, train_group,
-                    render_command, plot_command, doctor_command, preview_command):
-        app.add_command(command)
-    app.add_command(batch_command, name="batch")
-
-
-_mount_subcommands()
 
 
 def main() -> None:

@@ -42,6 +42,9 @@ from facetrack.tracker.sources.frame_source import open_source
 from facetrack.tracker.stages.eye_options import EyeOptions
 from facetrack.tracker.stages.filter import FilterConfig
 
+STEADY_AFTER = 10
+"""Frames of start-up: steady state is measured from this result on (issue 19's measure)."""
+
 
 class BenchConfig(BaseModel):
     source: str
@@ -89,7 +92,11 @@ class BenchReport(BaseModel):
     stages: dict[str, StageSummary]
     decode_fps: float
     end_to_end_fps: float = Field(description="Frames after the first over the time from the first result to the last.")
-    startup_s: float = Field(description="Opening the source and the engines until the first result.")
+    startup_s: float = Field(description="Opening the source and the engines until the first result (in this "
+                                         "process, after its imports: scripts/bench_speed_ratio.py times a whole one).")
+    steady_state_ms: float | None = Field(
+        None, description=f"Per frame after the first {STEADY_AFTER} results: from the {STEADY_AFTER}th result to "
+                          "the last, over the frames between (None for shorter sources).")
     latency: LatencySummary | None = Field(None, description="Capture to publish (handed to the socket).")
     client_latency: LatencySummary | None = Field(None, description="Capture to receipt by a loopback subscriber.")
     memory: MemorySummary | None = None
@@ -175,6 +182,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
         seen["last"] = time.perf_counter()
         seen.setdefault("first", seen["last"])
         counts["frames"] += 1
+        if counts["frames"] == STEADY_AFTER:
+            seen["steady"] = seen["last"]
         counts["with_face"] += bool(result.faces)
         if result.publish_time is not None and len(latencies) < 1_000_000:
             latencies.append(result.publish_time - result.capture_time)
@@ -204,6 +213,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
         decode_fps=decode_fps,
         end_to_end_fps=(counts["frames"] - 1) / max(last - first, 1e-9),
         startup_s=first - start,
+        steady_state_ms=((last - seen["steady"]) / (counts["frames"] - STEADY_AFTER) * 1e3
+                         if counts["frames"] > STEADY_AFTER else None),
         latency=_latency(latencies) if config.realtime else None,
         client_latency=_latency(list(drain.latencies)) if config.realtime else None,
         memory=memory.summary(),
@@ -269,8 +280,9 @@ def render_report(report: BenchReport) -> Table:
         table.add_row(name, f"{stage.median_ms:.2f}", f"{stage.p90_ms:.2f}", f"{stage.p99_ms:.2f}", str(stage.frames))
     table.caption = (
         f"end-to-end {report.end_to_end_fps:.1f} fps (after {report.startup_s:.2f} s start-up), "
-        f"decode alone {report.decode_fps:.1f} fps; "
-        f"{report.cpu_count} cpus, {report.threads} threads"
+        + (f"steady state {report.steady_state_ms:.2f} ms/frame after {STEADY_AFTER} frames, "
+           if report.steady_state_ms is not None else "")
+        + f"decode alone {report.decode_fps:.1f} fps; {report.cpu_count} cpus, {report.threads} threads"
     )
     for label, latency in (("publish", report.latency), ("subscriber receipt", report.client_latency)):
         if latency:

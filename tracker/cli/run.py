@@ -8,6 +8,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
@@ -25,6 +26,10 @@ from facetrack.tracker.cli.common import (
     usage_error,
 )
 from facetrack.tracker.core.errors import FacetrackError, SourceDecodeError, SourceLostError
+
+if TYPE_CHECKING:
+    from facetrack.adapters.zmq_publisher import PublisherConfig
+    from facetrack.tracker.sources.frame_source import FrameSource
 
 # ---- --vmc / --livelink sending options: collected into one `clients` dict for _udp_sinks ----
 
@@ -117,7 +122,6 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         rotate: str | None, recursive: bool, focal_px: float | None, render: Path | None, preview: bool,
         preview_port: int, quiet: bool, clients: dict) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
-    from facetrack.adapters.zmq_publisher import PublisherConfig, live_sndhwm
     from facetrack.tracker.cli.progress import RunProgress
     from facetrack.tracker.cli.run_sinks import check_outputs, file_sinks, network_sinks
     from facetrack.tracker.cli.viz import overlay_sinks
@@ -160,10 +164,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         sinks: list = []
         try:
             # endpoints and ports first (they create no file), then the files: a refusal opens none
-            publish = None if endpoint is None else PublisherConfig(
-                endpoint=endpoint, encoding=wire, curve_keys=curve_keys, wait_subscribers=wait_subscribers,
-                # a live stream's queue per subscriber holds about a second, not minutes of the past
-                **({"sndhwm": live_sndhwm(frames.info.fps)} if frames.live else {}))
+            publish = _publisher_config(endpoint, wire, curve_keys, wait_subscribers, frames)
             sinks += network_sinks(publish, *_udp_configs(vmc, livelink, clients))
             frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
             sinks += drawing
@@ -186,8 +187,23 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
     err.print(progress.summary(outputs, endpoint, render))
 
 
+def _publisher_config(endpoint: str | None, wire: str, curve_keys: Path | None, wait_subscribers: int,
+                      frames: FrameSource) -> PublisherConfig | None:
+    """The ZeroMQ publisher's config for --publish (None without it: its module is not even loaded)."""
+    if endpoint is None:
+        return None
+    from facetrack.adapters.zmq_publisher import PublisherConfig, live_sndhwm
+
+    return PublisherConfig(
+        endpoint=endpoint, encoding=wire, curve_keys=curve_keys, wait_subscribers=wait_subscribers,
+        # a live stream's queue per subscriber holds about a second, not minutes of the past
+        **({"sndhwm": live_sndhwm(frames.info.fps)} if frames.live else {}))
+
+
 def _udp_configs(vmc: str | None, livelink: str | None, clients: dict) -> tuple:
     """The VMC and Live Link sender configs for the addresses and `_client_options` given on the command line."""
+    if vmc is None and livelink is None:
+        return None, None  # before the imports: a run without them does not load their modules
     from facetrack.adapters.livelink import DEFAULT_PORT as LIVELINK_PORT
     from facetrack.adapters.livelink import LiveLinkConfig
     from facetrack.adapters.vmc import DEFAULT_PORT as VMC_PORT

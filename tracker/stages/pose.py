@@ -9,7 +9,6 @@ distance (average adult exocanthion width) under a pinhole camera.
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from facetrack.tracker.core.schema import HeadPose
 
@@ -28,7 +27,8 @@ EYE_CORNER_DISTANCE_CM = 9.0
 # straight ahead. Rotating the head frame about x by this angle puts pitch 0 at a level
 # head: the median offset against the 16 AFLW2000-3D pose labels (scripts/eval_pose.py).
 PITCH_CORRECTION_DEG = 9.4
-_PITCH_CORRECTION = Rotation.from_euler("x", PITCH_CORRECTION_DEG, degrees=True).as_matrix()
+_c, _s = np.cos(np.radians(PITCH_CORRECTION_DEG)), np.sin(np.radians(PITCH_CORRECTION_DEG))
+_PITCH_CORRECTION = np.array([[1.0, 0.0, 0.0], [0.0, _c, -_s], [0.0, _s, _c]])  # about x (numpy: no scipy.spatial)
 
 
 def to_camera_axes(landmarks: np.ndarray) -> np.ndarray:
