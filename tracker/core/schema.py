@@ -158,6 +158,9 @@ class FrameResult(_Model):
     faces: list[FaceResult] = Field(default_factory=list)
     eye_events: list[EyeEvent] | None = Field(
         default=None, description="Blinks and winks that ended with this frame (optional; None when none).")
+    source: str | None = Field(
+        default=None, description="What the frame came from: an image's path relative to the input (a folder, a "
+                                  "glob's fixed part), or the video file, camera or stream (optional).")
 
 
 class SourceInfo(_Model):
