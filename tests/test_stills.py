@@ -80,6 +80,10 @@ def test_photos_are_tracked_on_their_own(photos: Path, tmp_path: Path) -> None:
     assert [len(i) for i in ids] == [1, 1, 2]
     flat = [i for group in ids for i in group]
     assert len(set(flat)) == len(flat)  # no track carried from one photo to the next
+    for record in records[:2]:  # closed eyes: the photo's own closure, on its own record
+        assert [e["kind"] for e in record["eye_events"]] == ["blink"]
+        event = record["eye_events"][0]
+        assert event["start_frame"] == event["end_frame"] == record["frame_index"]
 
 
 @pytest.mark.media

@@ -252,6 +252,9 @@ class Tracker:
             if self._dynamics is not None:
                 self._dynamics.refine(fit, result.landmarks, None if measure is None else measure.open_opening)
                 clock.lap("dynamics")
+            if measure is not None:  # eyeBlink (and so the mesh) on the side of the eye verdict
+                self._eyes.reconcile(fit, measure)
+                clock.lap("events")
             self._fit.write(result, fit)
             clock.lap("fit")
         elif self._regress is None:
