@@ -8,7 +8,7 @@ import pytest
 from test_eye_geometry import synthetic_face
 
 from facetrack.tracker.stages import eyes as E
-from facetrack.tracker.stages.events import blink_weight, decide, eye_quality
+from facetrack.tracker.stages.events import BlinkDetector, blink_weight, decide, eye_quality
 from facetrack.tracker.stages.eye_options import EyeOptions
 
 OPTIONS = EyeOptions()
@@ -54,3 +54,16 @@ def test_blink_weights_take_the_verdicts_side() -> None:
     assert blink_weight(OPTIONS, np.array([0.95, 0.2]), verdict).tolist() == pytest.approx([0.95, 0.2])
     unsure = decide(OPTIONS, np.array([0.52, 0.52]), np.ones(2), OPEN)
     assert (blink_weight(OPTIONS, np.zeros(2), unsure) >= OPTIONS.blink_weight_closed).all()
+
+
+def test_a_wink_stays_one_eyed() -> None:
+    """The fit couples the lids (a wink pulls the open eye's weight up); the verdict keeps it below 0.5."""
+    detector = BlinkDetector()
+    events = []
+    for frame, p in enumerate(([0.02, 0.03], [0.95, 0.04], [0.97, 0.05], [0.9, 0.03], [0.03, 0.02])):
+        verdict = decide(OPTIONS, np.array(p), np.ones(2), OPEN)
+        weights = blink_weight(OPTIONS, np.array([0.4, 0.62]) if p[0] > 0.5 else np.zeros(2), verdict)
+        if p[0] > 0.5:
+            assert weights[0] >= 0.9 and weights[1] < OPTIONS.blink_weight_closed
+        events += detector.update(frame, tuple(verdict.closed.tolist()))
+    assert [(e.kind, e.start_frame, e.end_frame) for e in events] == [("wink_left", 1, 3)]
