@@ -95,3 +95,16 @@ def test_a_photo_gives_the_same_result_alone_or_after_others(photos: Path) -> No
     a, b = together.faces[0], alone.faces[0]
     np.testing.assert_allclose(a.blendshapes, b.blendshapes, atol=1e-5)
     assert a.eyes.left.p_closed == pytest.approx(b.eyes.left.p_closed, abs=1e-6)
+
+
+@pytest.mark.media
+def test_a_face_crop_cut_tight_at_the_face_is_found(media_dir: Path) -> None:
+    """The detector misses this CEW crop as it is; with the still's border it finds it, in the photo's pixels."""
+    photo = media_dir / "eye_state" / "cew_closed_faces" / "closed_eye_0469.jpg_face_1.jpg"
+    height, width = cv2.imread(str(photo)).shape[:2]
+    bare = next(iter(Tracker(TrackerConfig(source=SourceConfig(still_pad=0))).track(photo)))
+    assert bare.faces == []
+    (face,) = next(iter(Tracker(TrackerConfig()).track(photo))).faces
+    centre = np.asarray(face.landmarks)[:, :2].mean(0)
+    assert 0 < centre[0] < width and 0 < centre[1] < height
+    assert face.eyes.left.closed and face.eyes.right.closed

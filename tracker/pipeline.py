@@ -28,6 +28,7 @@ from facetrack.tracker.core.sinks import Sink, end_sinks
 from facetrack.tracker.core.timing import StageClock, StageTimings
 from facetrack.tracker.sources.config import Frame
 from facetrack.tracker.sources.frame_source import FrameSource, open_source
+from facetrack.tracker.sources.stills import StillFaces
 from facetrack.tracker.stages.dynamics import LipLidDynamics
 from facetrack.tracker.stages.eye_state import EyeMeasure, EyeStage
 from facetrack.tracker.stages.filter import FaceFilter
@@ -108,6 +109,8 @@ class Tracker:
 
     def _results(self, frames: FrameSource) -> Iterator[FrameResult]:
         engine = self._engine_factory(self.config, frames.stills)
+        if frames.stills:  # a face crop cut tight at the face is found with a border around it
+            engine = StillFaces(engine, self.config.source.still_pad)
         tracks = TrackAssigner()
         limit = self.config.max_frames
         frames_in = frames if limit is None else itertools.islice(frames, limit)

@@ -67,6 +67,11 @@ class SourceConfig(BaseModel):
                     "with the temporal filter. Off (the default), every image is a still of its own: no track, "
                     "calibration or smoothing is carried from one image to the next.",
     )
+    still_pad: float = Field(
+        default=0.25, ge=0, le=2,
+        description="Stills: a photo in which no face is found is searched again with a black border this wide (a "
+                    "fraction of its larger side), so face crops cut tight at the face are found; 0 turns it off.",
+    )
     sequence_fps: float = Field(
         default=30.0, gt=0, description="Frame rate of an image sequence (`sequence`): the filter's time step.",
     )
