@@ -178,10 +178,17 @@ class JsonlSink(_FileSink):
     """One `facetrack.frame/1` JSON object per line, flushed every frame, after a `facetrack.meta/1` line that
     names the blendshapes (written at start and again when the layout changes)."""
 
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._layout: str | None = None
+
     def start(self, metadata: StreamMetadata) -> None:
-        if self._closed or self._failed:
-            return
+        """Record the layout: a header line, again only when it changed (a subscriber hears it every few seconds)."""
         super().start(metadata)
+        layout = metadata.model_dump_json(exclude={"frames_published", "dropped_frames"})
+        if self._closed or self._failed or layout == self._layout:
+            return
+        self._layout = layout
         try:
             self._file.write(encode_message(metadata, "json") + b"\n")
             self._file.flush()

@@ -208,6 +208,12 @@ def test_every_format_names_the_blendshapes(tmp_path: Path) -> None:
     row = next(r for r in rows if r["track_id"] == face.track_id and r["frame_index"] == frame.frame_index)
     assert row["eyeBlinkLeft"] == pytest.approx(float(face.blendshape_dict()["eyeBlinkLeft"]))
     assert row["source"] == frame.source
+    again = open_file_sink(tmp_path / "again.jsonl")
+    metadata = synthetic_metadata(STREAM)
+    again.start(metadata)
+    again.start(metadata.model_copy(update={"frames_published": 40}))  # heard again: no second header
+    again.close()
+    assert len((tmp_path / "again.jsonl").read_text().splitlines()) == 1
     header = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
     assert header["schema"] == "facetrack.meta/1" and header["frame_schema"] == "facetrack.frame/1"
     assert header["blendshape_names"][0] == "eyeBlinkLeft" and len(header["blendshape_names"]) == 52

@@ -36,6 +36,7 @@ from facetrack.tracker.stages.gaze import eye_look
 
 if TYPE_CHECKING:
     from facetrack.engines.backends import BackendName
+    from facetrack.tracker.facemodel.fitter import FitResult
 
 log = logging.getLogger("facetrack.eyes")
 
@@ -134,7 +135,7 @@ class EyeStage:
                                                self.options.closed_threshold)
         return EyeMeasure(verdict.p_closed, ref, verdict)
 
-    def reconcile(self, fit, m: EyeMeasure) -> None:
+    def reconcile(self, fit: FitResult, m: EyeMeasure) -> None:
         """Step 3b: the fitted model's eyeBlink weights on the verdict's side, through its own expression weights
         (so the mesh closes a closed eye's lids); updates fit.expression and fit.blendshapes."""
         if m.verdict is None:
