@@ -108,3 +108,17 @@ def test_a_face_crop_cut_tight_at_the_face_is_found(media_dir: Path) -> None:
     centre = np.asarray(face.landmarks)[:, :2].mean(0)
     assert 0 < centre[0] < width and 0 < centre[1] < height
     assert face.eyes.left.closed and face.eyes.right.closed
+
+
+@pytest.mark.media
+def test_a_numbered_sequence_is_tracked_as_video_only_when_asked(short_face_clip: Path, tmp_path: Path) -> None:
+    import av
+
+    with av.open(str(short_face_clip)) as clip:
+        for i, frame in enumerate(clip.decode(video=0)):
+            if i == 4:
+                break
+            cv2.imwrite(str(tmp_path / f"frame{i + 1}.png"), frame.to_ndarray(format="bgr24"))
+    stills = [r.faces[0].track_id for r in Tracker(TrackerConfig()).track(tmp_path)]
+    video = [r.faces[0].track_id for r in Tracker(TrackerConfig(source=SourceConfig(sequence=True))).track(tmp_path)]
+    assert len(set(stills)) == 4 and len(set(video)) == 1
