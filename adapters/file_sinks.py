@@ -6,10 +6,14 @@ its first frame) removes the `.partial` and leaves an earlier `<name>` as it was
 every frame (a crash loses at most the line being written); Parquet is written in row
 groups of `PARQUET_ROW_GROUP` rows; NPZ cannot append, so it is written at close.
 
-JSON lines are lossless. The tabular formats (CSV, Parquet, NPZ) hold one row per face
+JSON lines are lossless; their first line is the stream's `facetrack.meta/1` record (schema version,
+the 52 blendshape names in the order of every face's `blendshapes`, the source), and a line like it
+follows wherever the layout changes. The tabular formats (CSV, Parquet, NPZ) hold one row per face
 per frame (a frame without faces gets one row with `track_id` -1) and carry the frame
-fields, track id, score, bbox, pose, blendshapes and landmarks; eye state, mouth
-openness, coefficients, landmarks68, dropped_frames and publish_time are JSON-lines only.
+fields (with `source`: the image or file the frame came from), track id, score, bbox, pose,
+blendshapes (CSV and Parquet: one column per ARKit name, `eyeBlinkLeft` ...; NPZ: an array and its
+`blendshape_names`) and landmarks; eye state, mouth openness, coefficients, landmarks68,
+dropped_frames and publish_time are JSON-lines only.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ SUPPORTED_EXTENSIONS = (".jsonl", ".csv", ".parquet", ".npz")
 PARQUET_ROW_GROUP = 256
 PARQUET_METADATA_KEY = b"facetrack.meta"
 
-FRAME_COLUMNS = ("frame_index", "pts", "capture_time", "stream_id", "width", "height")
+FRAME_COLUMNS = ("frame_index", "pts", "capture_time", "stream_id", "width", "height", "source")
 FACE_COLUMNS = (
     "track_id", "score", "x0", "y0", "x1", "y1", "yaw", "pitch", "roll",
     "qx", "qy", "qz", "qw", "tx", "ty", "tz",
@@ -60,7 +64,7 @@ _NAN_BLENDSHAPES = np.full(len(ARKIT_BLENDSHAPES), np.nan, dtype=np.float32)
 
 
 def csv_columns(landmark_count: int = LANDMARK_COUNT) -> tuple[str, ...]:
-    """The CSV header: frame fields, face fields, 52 blendshapes, then lm{i}_x/y/z."""
+    """The CSV header: frame fields, face fields, the 52 blendshapes by ARKit name, then lm{i}_x/y/z."""
     landmarks = tuple(f"lm{i}_{axis}" for i in range(landmark_count) for axis in "xyz")
     return FRAME_COLUMNS + FACE_COLUMNS + ARKIT_BLENDSHAPES + landmarks
 
@@ -180,7 +184,25 @@ class _FileSink(ABC):
 
 
 class JsonlSink(_FileSink):
-    """One `facetrack.frame/1` JSON object per line, flushed every frame."""
+    """One `facetrack.frame/1` JSON object per line, flushed every frame, after a `facetrack.meta/1` line that
+    names the blendshapes (written at start and again when the layout changes)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._layout: str | None = None
+
+    def start(self, metadata: StreamMetadata) -> None:
+        """Record the layout: a header line, again only when it changed (a subscriber hears it every few seconds)."""
+        super().start(metadata)
+        layout = metadata.model_dump_json(exclude={"frames_published", "dropped_frames"})
+        if self._closed or self._failed or layout == self._layout:
+            return
+        self._layout = layout
+        try:
+            self._file.write(encode_message(metadata, "json") + b"\n")
+            self._file.flush()
+        except OSError as exc:
+            self._fail(exc)
 
     def _write(self, result: FrameResult) -> None:
         self._file.write(encode_message(result, "json") + b"\n")
@@ -210,7 +232,7 @@ class CsvSink(_FileSink):
             self._write_header()
         pts = "" if result.pts is None else repr(float(result.pts))
         frame = f"{result.frame_index},{pts},{float(result.capture_time)!r},{_csv_text(result.stream_id)},"
-        frame += f"{result.width},{result.height},"
+        frame += f"{result.width},{result.height},{_csv_text(result.source or '')},"
         if not result.faces:
             empty = len(FACE_COLUMNS) - 1 + len(ARKIT_BLENDSHAPES) + 3 * count
             lines = [frame + str(_NO_FACE_ID) + "," * empty + "\n"]
@@ -232,10 +254,12 @@ class CsvSink(_FileSink):
 
 
 def parquet_schema(landmark_count: int = LANDMARK_COUNT) -> pa.Schema:
-    """CSV's columns, but landmarks (x,y,z per point, flat) and blendshapes as fixed-size lists.
+    """CSV's columns (a float32 column per ARKit blendshape name), but landmarks (x,y,z per point, flat) as a
+    fixed-size list.
 
-    Face columns are null on a no-face row; the list columns are all-NaN there, and
-    blendshapes are all-NaN when not fitted (see `_fixed_lists` for why not null).
+    Face columns are null on a no-face row and the blendshape columns when not fitted; the landmark list is
+    all-NaN on a no-face row (see `_fixed_lists` for why not null). Files written before the named columns
+    hold one `blendshapes` list column instead: `read_results` reads both.
     """
     import pyarrow as pa
 
@@ -246,9 +270,10 @@ def parquet_schema(landmark_count: int = LANDMARK_COUNT) -> pa.Schema:
         pa.field("stream_id", pa.string(), nullable=False),
         pa.field("width", pa.int32(), nullable=False),
         pa.field("height", pa.int32(), nullable=False),
+        pa.field("source", pa.string()),
         pa.field("track_id", pa.int64(), nullable=False),
         *(pa.field(name, pa.float64()) for name in _FACE_FLOATS),
-        pa.field("blendshapes", pa.list_(pa.float32(), len(ARKIT_BLENDSHAPES)), nullable=False),
+        *(pa.field(name, pa.float32()) for name in ARKIT_BLENDSHAPES),
         pa.field("landmarks", pa.list_(pa.float32(), 3 * landmark_count), nullable=False),
     ]
     return pa.schema(fields)
@@ -280,7 +305,7 @@ class ParquetSink(_FileSink):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._writer: pq.ParquetWriter | None = None
-        self._frames: list[tuple[int, float | None, float, str, int, int]] = []
+        self._frames: list[tuple[int, float | None, float, str, int, int, str | None]] = []
         self._faces: list[FaceResult | None] = []
 
     def _write(self, result: FrameResult) -> None:
@@ -291,6 +316,7 @@ class ParquetSink(_FileSink):
             result.stream_id,
             int(result.width),
             int(result.height),
+            result.source,
         )
         for face in result.faces or [None]:
             self._frames.append(frame)
@@ -308,8 +334,8 @@ class ParquetSink(_FileSink):
                 self._file,
                 parquet_schema(self.landmark_count),
                 compression="zstd",
-                use_dictionary=["stream_id"],
-                use_byte_stream_split=["landmarks.list.element", "blendshapes.list.element"],
+                use_dictionary=["stream_id", "source"],
+                use_byte_stream_split=["landmarks.list.element", *ARKIT_BLENDSHAPES],
             )
         return self._writer
 
@@ -327,7 +353,11 @@ class ParquetSink(_FileSink):
         scalars = [(None,) * len(_FACE_FLOATS) if f is None else _face_scalars(f) for f in faces]
         for name, values in zip(_FACE_FLOATS, zip(*scalars, strict=True), strict=True):
             columns[name] = [None if v is None else float(v) for v in values]
-        columns["blendshapes"] = _fixed_lists([None if f is None else _blendshapes(f) for f in faces], 52)
+        shapes = [None if f is None else _blendshapes(f) for f in faces]
+        fitted = np.array([s is not None for s in shapes])
+        values = np.stack([np.full(len(ARKIT_BLENDSHAPES), np.nan, np.float32) if s is None else s for s in shapes])
+        for k, name in enumerate(ARKIT_BLENDSHAPES):
+            columns[name] = pa.array(values[:, k], mask=~fitted)
         columns["landmarks"] = _fixed_lists(
             [None if f is None else _flat_landmarks(f, count) for f in faces], 3 * count
         )
@@ -352,15 +382,15 @@ class NpzSink(_FileSink):
     """Frame and face-row arrays kept in memory and written at close (NPZ cannot append).
 
     Arrays: per frame `frame_index`, `pts` (NaN if None), `capture_time`, `stream_id`,
-    `width`, `height`; per face row `face_frame` (row -> frame position), `track_id`,
+    `width`, `height`, `source` ("" if None); per face row `face_frame` (row -> frame position), `track_id`,
     `score`, `bbox` (R,4), `landmarks` (R,N,3) float32, `rotation` (R,4) xyzw, `ypr` (R,3),
-    `translation` (R,3), `blendshapes` (R,52) NaN when not fitted; and `metadata_json`.
+    `translation` (R,3), `blendshapes` (R,52) NaN when not fitted; `blendshape_names` (52,) and `metadata_json`.
     Memory grows ~6 KB per face-frame (about 650 MB per hour of one face at 30 fps).
     """
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self._frames: list[tuple[int, float, float, str, int, int]] = []
+        self._frames: list[tuple[int, float, float, str, int, int, str]] = []
         self._rows: list[tuple[int, int, tuple[float, ...]]] = []
         self._landmarks: list[np.ndarray] = []
         self._blendshapes: list[np.ndarray] = []
@@ -376,12 +406,13 @@ class NpzSink(_FileSink):
             self._blendshapes.append(_NAN_BLENDSHAPES if shapes is None else shapes.copy())
         pts = math.nan if result.pts is None else float(result.pts)
         self._frames.append(
-            (int(result.frame_index), pts, float(result.capture_time), result.stream_id, result.width, result.height)
+            (int(result.frame_index), pts, float(result.capture_time), result.stream_id, result.width, result.height,
+             result.source or "")
         )
 
     def _finish(self) -> None:
         count = self.landmark_count
-        frame_index, pts, capture, stream, width, height = (
+        frame_index, pts, capture, stream, width, height, source = (
             zip(*self._frames, strict=True) if self._frames else ((),) * len(FRAME_COLUMNS)
         )
         scalars = np.array([row[2] for row in self._rows], dtype=np.float64).reshape(-1, len(_FACE_FLOATS))
@@ -392,6 +423,7 @@ class NpzSink(_FileSink):
             "stream_id": np.array(stream, dtype=np.str_),
             "width": np.array(width, dtype=np.int32),
             "height": np.array(height, dtype=np.int32),
+            "source": np.array(source, dtype=np.str_),
             "face_frame": np.array([row[0] for row in self._rows], dtype=np.int64),
             "track_id": np.array([row[1] for row in self._rows], dtype=np.int64),
             "score": scalars[:, 0],
@@ -403,6 +435,7 @@ class NpzSink(_FileSink):
             "blendshapes": np.stack(self._blendshapes)
             if self._blendshapes
             else np.zeros((0, len(ARKIT_BLENDSHAPES)), np.float32),
+            "blendshape_names": np.array(ARKIT_BLENDSHAPES, dtype=np.str_),
             "metadata_json": np.array("" if self.metadata is None else self.metadata.model_dump_json(by_alias=True)),
         }
         np.savez(self._file, **arrays)
@@ -469,13 +502,15 @@ def _read_jsonl(path: Path) -> list[FrameResult]:
             message = decode_message(line, "json")
         except ProtocolError as exc:
             raise ProtocolError(f"{path}:{number}: {exc}") from None
+        if isinstance(message, StreamMetadata):  # the header naming the layout
+            continue
         if not isinstance(message, FrameResult):
             raise ProtocolError(f"{path}:{number}: expected a facetrack.frame/1 line, got {message.schema_id}")
         results.append(message)
     return results
 
 
-_Row = tuple[tuple[int, float | None, float, str, int, int], FaceResult | None]
+_Row = tuple[tuple[int, float | None, float, str, int, int, str | None], FaceResult | None]
 
 
 def _face(
@@ -500,7 +535,7 @@ def _group(rows: Iterator[_Row]) -> list[FrameResult]:
     previous = None
     for frame, face in rows:
         if frame != previous:
-            frame_index, pts, capture_time, stream_id, width, height = frame
+            frame_index, pts, capture_time, stream_id, width, height, source = frame
             results.append(
                 FrameResult(
                     stream_id=stream_id,
@@ -509,6 +544,7 @@ def _group(rows: Iterator[_Row]) -> list[FrameResult]:
                     capture_time=capture_time,
                     width=width,
                     height=height,
+                    source=source,
                 )
             )
             previous = frame
@@ -522,16 +558,18 @@ def _csv_rows(path: Path) -> Iterator[_Row]:
     header = next(reader, None)
     if header is None:
         return
-    blend_start = len(FRAME_COLUMNS) + len(FACE_COLUMNS)
+    frame_columns = len(FRAME_COLUMNS) if header[len(FRAME_COLUMNS) - 1] == "source" else len(FRAME_COLUMNS) - 1
+    blend_start = frame_columns + len(FACE_COLUMNS)
     landmark_start = blend_start + len(ARKIT_BLENDSHAPES)
     for row in reader:
-        frame_index, pts, capture_time, stream_id, width, height = row[: len(FRAME_COLUMNS)]
-        frame = (int(frame_index), float(pts) if pts else None, float(capture_time), stream_id, int(width), int(height))
-        track_id = int(row[len(FRAME_COLUMNS)])
+        frame_index, pts, capture_time, stream_id, width, height, *source = row[:frame_columns]
+        frame = (int(frame_index), float(pts) if pts else None, float(capture_time), stream_id, int(width), int(height),
+                 source[0] or None if source else None)
+        track_id = int(row[frame_columns])
         if track_id == _NO_FACE_ID:
             yield frame, None
             continue
-        scalars = [float(v) for v in row[len(FRAME_COLUMNS) + 1 : blend_start]]
+        scalars = [float(v) for v in row[frame_columns + 1 : blend_start]]
         blend = row[blend_start:landmark_start]
         shapes = np.array(blend, dtype=np.float32) if blend[0] else None
         yield frame, _face(track_id, scalars, shapes, np.array(row[landmark_start:], dtype=np.float32))
@@ -549,10 +587,16 @@ def _parquet_rows(path: Path) -> Iterator[_Row]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    frames = zip(*(table.column(name).to_pylist() for name in FRAME_COLUMNS), strict=True)
+    names = table.column_names
+    frames = zip(*(table.column(name).to_pylist() if name in names else [None] * table.num_rows
+                   for name in FRAME_COLUMNS), strict=True)
     track_ids = table.column("track_id").to_pylist()
     scalars = zip(*(table.column(name).to_pylist() for name in _FACE_FLOATS), strict=True)
-    blendshapes = _list_rows(table.column("blendshapes"))
+    if "blendshapes" in names:  # written before the named columns
+        blendshapes = _list_rows(table.column("blendshapes"))
+    else:
+        blendshapes = np.stack([table.column(name).to_numpy(zero_copy_only=False).astype(np.float32)
+                                for name in ARKIT_BLENDSHAPES], axis=1)
     landmarks = _list_rows(table.column("landmarks"))
     for i, (frame, track_id, values) in enumerate(zip(frames, track_ids, scalars, strict=True)):
         if track_id == _NO_FACE_ID:
@@ -573,10 +617,12 @@ def _read_npz(path: Path) -> list[FrameResult]:
             capture_time=float(capture),
             width=int(width),
             height=int(height),
+            source=str(source) or None,
         )
-        for index, pts, capture, stream_id, width, height in zip(
+        for index, pts, capture, stream_id, width, height, source in zip(
             arrays["frame_index"], arrays["pts"], arrays["capture_time"],
-            arrays["stream_id"], arrays["width"], arrays["height"], strict=True,
+            arrays["stream_id"], arrays["width"], arrays["height"],
+            arrays.get("source", np.full(len(arrays["frame_index"]), "")), strict=True,
         )
     ]  # fmt: skip
     scalars = np.concatenate(
@@ -596,9 +642,15 @@ def _read_npz(path: Path) -> list[FrameResult]:
 
 
 def read_metadata(path: str | os.PathLike[str]) -> StreamMetadata | None:
-    """The stream metadata a .parquet or .npz file recorded (None for other formats or none recorded)."""
+    """The stream metadata a .parquet, .npz or .jsonl file recorded (None for CSV or none recorded)."""
     source = Path(path)
     extension = _extension(source)
+    if extension == ".jsonl":
+        for line in _complete_lines(source).splitlines():
+            message = decode_message(line, "json") if line.strip() else None
+            if isinstance(message, StreamMetadata):
+                return message
+        return None
     if extension == ".parquet":
         import pyarrow.parquet as pq
 

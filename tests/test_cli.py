@@ -99,7 +99,7 @@ def test_interrupt_flushes_and_closes_outputs(short_face_clip: Path, tmp_path: P
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial = out.with_name(out.name + ".partial")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not partial.exists() or partial.read_bytes().count(b"\n") < 20):
+    while time.monotonic() < deadline and (not partial.exists() or partial.read_bytes().count(b"\n") < 21):  # + header
         time.sleep(0.2)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=30)

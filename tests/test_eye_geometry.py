@@ -6,7 +6,7 @@ import numpy as np
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.stages import eyes as E
-from facetrack.tracker.stages.events import BlinkDetector, closed_eyes
+from facetrack.tracker.stages.events import BlinkDetector, decide
 from facetrack.tracker.stages.eye_options import EyeOptions
 
 
@@ -121,19 +121,23 @@ def test_the_closure_verdict_uses_the_best_evidence_and_the_options_thresholds()
     options = EyeOptions()
     weights = np.zeros(len(ARKIT_BLENDSHAPES), np.float32)
     weights[ARKIT_BLENDSHAPES.index("eyeBlinkLeft")] = 0.6
-    p, openness = np.array([0.1, 0.9]), np.array([0.2, 0.9])
-    assert closed_eyes(options, weights, p, openness) == (True, False)  # the weights win
-    assert closed_eyes(options, None, p, openness) == (False, True)  # then P(closed)
-    assert closed_eyes(options, None, np.full(2, np.nan), openness) == (True, False)  # then the opening
-    assert closed_eyes(options.model_copy(update={"blink_weight_closed": 0.7}), weights, p, openness) == (False, False)
-    assert closed_eyes(options.model_copy(update={"p_closed_closed": 0.95}), None, p, openness) == (False, False)
-    assert closed_eyes(options.model_copy(update={"openness_closed": 0.1}), None, np.full(2, np.nan),
-                       openness) == (False, False)
+    p, openness, seen = np.array([0.1, 0.9]), np.array([0.2, 0.9]), np.ones(2)
+    none = np.full(2, np.nan)
+    assert decide(options, p, seen, openness, weights).closed.tolist() == [False, True]  # the engine wins
+    assert decide(options, none, seen, openness, weights).closed.tolist() == [True, False]  # then the weights
+    assert decide(options, none, seen, openness).closed.tolist() == [True, False]  # then the opening
+    assert decide(options.model_copy(update={"blink_weight_closed": 0.7}), none, seen, openness,
+                  weights).closed.tolist() == [False, False]
+    assert decide(options.model_copy(update={"p_closed_closed": 0.95}), p, seen, openness).closed.tolist() == [
+        False, False]
+    assert decide(options.model_copy(update={"openness_closed": 0.1}), none, seen, openness).closed.tolist() == [
+        False, False]
 
 
 def test_every_eye_closure_threshold_is_a_described_option() -> None:
     fields = EyeOptions.model_fields
-    for name in ("closed_threshold", "blink_weight_closed", "p_closed_closed", "openness_closed", "blink_overlap",
-                 "calibrate_p_open", "calibrate_opening_open", "gaze_hold_p_closed", "blink_snap"):
+    for name in ("closed_threshold", "blink_weight_closed", "blink_weight_open_max", "p_closed_closed",
+                 "openness_closed", "blink_overlap", "calibrate_p_open", "calibrate_opening_open", "gaze_hold_p_closed",
+                 "blink_snap", "eye_min_px", "eye_good_px", "eye_min_width_ratio", "eye_good_width_ratio"):
         assert fields[name].description, name
     assert BlinkDetector().min_overlap == fields["blink_overlap"].default

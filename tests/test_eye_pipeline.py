@@ -67,3 +67,35 @@ def test_eye_stages_can_be_switched_off(short_face_clip) -> None:
     for r in tracker.track(short_face_clip):
         assert r.faces[0].eyes is None and r.eye_events is None
     assert "eyes" not in tracker.timings.summary()
+
+
+def test_every_eye_of_every_frame_has_one_verdict(tracked) -> None:
+    """The first frame of the track included: P(closed), eyeBlink, the lids and the verdict agree."""
+    _, results = tracked
+    options = EyeOptions()
+    for r in results:
+        face = r.faces[0]
+        for eye, weight in ((face.eyes.left, face.blendshapes[BL]), (face.eyes.right, face.blendshapes[BR])):
+            assert eye.visible and eye.quality == 1.0  # a frontal 512 px face
+            assert eye.closed == (eye.p_closed >= options.p_closed_closed) == (weight >= options.blink_weight_closed)
+            if eye.closed:  # ELAM closed its lids (the filter may keep them a little behind on a closing frame)
+                assert eye.openness < options.openness_closed
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("folder, name, closed", [
+    ("cew_closed_faces", "closed_eye_0043.jpg_face_2.jpg", True),
+    ("utkface_open_unverified", "face_0.jpg", False),
+])
+def test_a_photo_says_closed_or_open_everywhere_mesh_included(media_dir, folder, name, closed) -> None:
+    from facetrack.tracker.stages import eyes as E
+
+    result = next(iter(Tracker(TrackerConfig(mesh=True)).track(media_dir / "eye_state" / folder / name)))
+    (face,) = result.faces
+    vertices, _ = face.mesh
+    mesh_opening = E.relative_openings(vertices)  # the built-in rig's mesh is the 478-point topology
+    eyes = ((face.eyes.left, face.blendshapes[BL]), (face.eyes.right, face.blendshapes[BR]))
+    for k, (eye, weight) in enumerate(eyes):
+        assert eye.closed is closed and bool(eye.p_closed >= 0.5) is closed and bool(weight >= 0.5) is closed
+        assert bool(mesh_opening[k] < 0.05) is closed and bool(eye.openness < 0.5) is closed
+    assert [e.kind for e in result.eye_events or []] == (["blink"] if closed else [])

@@ -45,10 +45,13 @@ def comparable(result: FrameResult) -> Any:
 
 
 def make_frames(count: int, full: bool) -> list[FrameResult]:
-    """Frames with 0, 1 and 2 faces in turn; frame 0 has no pts."""
+    """Frames with 0, 1 and 2 faces in turn; frame 0 has no pts; odd frames name their source (one needing CSV
+    quoting), even ones none."""
     rng = np.random.default_rng(count)
     frames = [synthetic_result(rng, i, faces=(0, 1, 2)[i % 3], stream_id=STREAM, full=full) for i in range(count)]
     frames[0].pts = None
+    for frame in frames[1::2]:
+        frame.source = f'sub/photo "{frame.frame_index}", left.jpg'
     return frames
 
 
@@ -82,7 +85,7 @@ def test_empty_run_is_a_valid_file(tmp_path: Path, extension: str) -> None:
     assert read_results(path) == []
 
 
-@pytest.mark.parametrize("extension", [".parquet", ".npz"])
+@pytest.mark.parametrize("extension", [".parquet", ".npz", ".jsonl"])
 def test_metadata_is_recorded(tmp_path: Path, extension: str) -> None:
     path = tmp_path / f"out{extension}"
     write_all(path, make_frames(3, full=False))
@@ -96,9 +99,10 @@ def test_csv_layout(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     header = lines[0].split(",")
     assert tuple(header) == csv_columns()
-    assert header[:8] == ["frame_index", "pts", "capture_time", "stream_id", "width", "height", "track_id", "score"]
-    assert header[22:24] == ["eyeBlinkLeft", "eyeLookDownLeft"] and header[-1] == "lm477_z"
-    assert len(header) == 22 + 52 + 478 * 3
+    assert header[:9] == ["frame_index", "pts", "capture_time", "stream_id", "width", "height", "source", "track_id",
+                          "score"]
+    assert header[23:25] == ["eyeBlinkLeft", "eyeLookDownLeft"] and header[-1] == "lm477_z"
+    assert len(header) == 23 + 52 + 478 * 3
     assert len(lines) == 1 + 1 + 1 + 2  # no-face row, one face, two faces
     assert lines[1].split(",")[0] == "0" and ',-1,' in lines[1]
 
@@ -191,3 +195,50 @@ def test_disk_full_is_a_sink_error_and_keeps_what_was_written(tmp_path: Path) ->
     salvaged = read_results(tmp_path / "out.jsonl.partial")
     assert len(salvaged) > 0 and [r.frame_index for r in salvaged] == list(range(len(salvaged)))
     assert len(read_results(tmp_path / "out.csv.partial")) > 0
+
+
+def test_every_format_names_the_blendshapes(tmp_path: Path) -> None:
+    """A user reads eyeBlinkLeft without the protocol doc: Parquet columns, the JSON lines header, NPZ names."""
+    frames = make_frames(6, full=False)
+    frame, face = next((r, f) for r in frames for f in r.faces if f.blendshapes is not None)
+    for extension in (".parquet", ".jsonl", ".npz"):
+        write_all(tmp_path / f"out{extension}", frames)
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert "blendshapes" not in table.column_names and table.schema.field("eyeBlinkLeft").type == "float"
+    rows = table.to_pylist()
+    row = next(r for r in rows if r["track_id"] == face.track_id and r["frame_index"] == frame.frame_index)
+    assert row["eyeBlinkLeft"] == pytest.approx(float(face.blendshape_dict()["eyeBlinkLeft"]))
+    assert row["source"] == frame.source
+    again = open_file_sink(tmp_path / "again.jsonl")
+    metadata = synthetic_metadata(STREAM)
+    again.start(metadata)
+    again.start(metadata.model_copy(update={"frames_published": 40}))  # heard again: no second header
+    again.close()
+    assert len((tmp_path / "again.jsonl").read_text().splitlines()) == 1
+    header = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
+    assert header["schema"] == "facetrack.meta/1" and header["frame_schema"] == "facetrack.frame/1"
+    assert header["blendshape_names"][0] == "eyeBlinkLeft" and len(header["blendshape_names"]) == 52
+    with np.load(tmp_path / "out.npz", allow_pickle=False) as data:
+        assert data["blendshape_names"][7] == "eyeBlinkRight" and data["source"][1] == frames[1].source
+
+
+def test_parquet_written_before_the_named_columns_still_reads(tmp_path: Path) -> None:
+    """Files with one `blendshapes` list column (and no `source`) read back as before."""
+    import pyarrow as pa
+
+    frames = make_frames(4, full=False)
+    path = tmp_path / "new.parquet"
+    write_all(path, frames)
+    table = pq.read_table(path)
+    values = np.stack([table.column(n).to_numpy(zero_copy_only=False) for n in csv_columns()[23:75]], axis=1)
+    old = table.drop_columns(["source", *csv_columns()[23:75]])
+    old = old.append_column("blendshapes", pa.FixedSizeListArray.from_arrays(
+        pa.array(values.astype(np.float32).reshape(-1)), 52))
+    pq.write_table(old, tmp_path / "old.parquet")
+    back = read_results(tmp_path / "old.parquet")
+    for a, b in zip(back, read_results(path), strict=True):
+        assert a.source is None and [f.track_id for f in a.faces] == [f.track_id for f in b.faces]
+        for fa, fb in zip(a.faces, b.faces, strict=True):
+            assert (fa.blendshapes is None) == (fb.blendshapes is None)
+            if fa.blendshapes is not None:
+                np.testing.assert_array_equal(fa.blendshapes, fb.blendshapes)

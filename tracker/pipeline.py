@@ -28,6 +28,7 @@ from facetrack.tracker.core.sinks import Sink, end_sinks
 from facetrack.tracker.core.timing import StageClock, StageTimings
 from facetrack.tracker.sources.config import Frame
 from facetrack.tracker.sources.frame_source import FrameSource, open_source
+from facetrack.tracker.sources.stills import StillFaces
 from facetrack.tracker.stages.dynamics import LipLidDynamics
 from facetrack.tracker.stages.eye_state import EyeMeasure, EyeStage
 from facetrack.tracker.stages.filter import FaceFilter
@@ -72,6 +73,7 @@ class Tracker:
         self._dynamics: LipLidDynamics | None = None
         self._filter: FaceFilter | None = None
         self._fps: float | None = None
+        self._stills = False
 
     def track(self, source: SourceLike) -> Iterator[FrameResult]:
         """Results for every frame of `source`, in order (live sources may skip frames, counted).
@@ -88,9 +90,9 @@ class Tracker:
         self._stages_used = True
         eyes = self.config.eyes
         self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None
-        still_images = frames.info.fps is None and not frames.live
+        self._stills = frames.stills
         # a folder of photos is not a motion: nothing to smooth across them
-        smooth = self.config.filter.enabled and not still_images
+        smooth = self.config.filter.enabled and not self._stills
         self._filter = FaceFilter(self.config.filter, self.config.eyes.blink_snap) if smooth else None
         self._fps = frames.info.fps
         metadata = StreamMetadata(stream_id=self.config.stream_id, source=frames.info, started_at=time.time())
@@ -108,8 +110,9 @@ class Tracker:
         return fit, eyes
 
     def _results(self, frames: FrameSource) -> Iterator[FrameResult]:
-        still_images = frames.info.fps is None and not frames.live
-        engine = self._engine_factory(self.config, still_images)
+        engine = self._engine_factory(self.config, frames.stills)
+        if frames.stills:  # a face crop cut tight at the face is found with a border around it
+            engine = StillFaces(engine, self.config.source.still_pad)
         tracks = TrackAssigner()
         limit = self.config.max_frames
         frames_in = frames if limit is None else itertools.islice(frames, limit)
@@ -157,13 +160,7 @@ class Tracker:
         height, width = frame.image.shape[:2]
         boxes = [landmark_box(face.landmarks) for face in detected]
         assigned = tracks.assign(boxes, [face.detection_score for face in detected])
-        events: list[EyeEvent] = []
-        if self._fit is not None:
-            self._fit.forget(tracks.ended)
-        if self._eyes is not None:
-            events += self._eyes.forget(tracks.ended)
-        if self._filter is not None:
-            self._filter.forget(tracks.ended)
+        events = self._forget(tracks.ended)
         clock = StageClock(self._stages())
         t = self._time_of(frame)
         measured = [
@@ -174,6 +171,8 @@ class Tracker:
             self._regress.write(frame.image, [result for result, _ in measured])
             clock.lap("regress")
         faces = [self._describe_face(result, measure, frame, t, events, clock) for result, measure in measured]
+        if self._stills:  # a photo's faces end with it: its closures are reported on its own record
+            events += self._forget(tracks.end_all())
         self.timings.record("landmarks", landmarks_s)
         for stage, seconds in clock.seconds.items():
             self.timings.record(stage, seconds)
@@ -189,7 +188,16 @@ class Tracker:
             dropped_frames=frame.dropped,
             faces=faces,
             eye_events=events or None,
+            source=frame.source,
         )
+
+    def _forget(self, ended: list[int]) -> list[EyeEvent]:
+        """Free the per-track state of ended tracks; returns the eye events their open closures end with."""
+        if self._fit is not None:
+            self._fit.forget(ended)
+        if self._filter is not None:
+            self._filter.forget(ended)
+        return self._eyes.forget(ended) if self._eyes is not None else []
 
     def _stages(self) -> list[str]:
         names = ["eyes"] if self._eyes is not None else []
@@ -249,6 +257,9 @@ class Tracker:
             if self._dynamics is not None:
                 self._dynamics.refine(fit, result.landmarks, None if measure is None else measure.open_opening)
                 clock.lap("dynamics")
+            if measure is not None:  # eyeBlink (and so the mesh) on the side of the eye verdict
+                self._eyes.reconcile(fit, measure)
+                clock.lap("events")
             self._fit.write(result, fit)
             clock.lap("fit")
         elif self._regress is None:

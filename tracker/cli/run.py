@@ -106,6 +106,9 @@ def _client_options(command: Callable) -> Callable:
               help="Turn every picture this many degrees clockwise, instead of what the file's display matrix says "
                    "(phones' portrait clips carry one; 0 tracks the pictures as coded).")
 @click.option("--recursive", is_flag=True, help="A folder SOURCE also takes the images in its subfolders.")
+@click.option("--sequence", is_flag=True,
+              help="Images (a folder, a glob) are the frames of one video, tracked from one to the next. Default: "
+                   "every image is a photo of its own (no track, calibration or smoothing carried over).")
 @click.option("--focal-px", type=float, default=None, help="Camera focal length in pixels (default: image width).")
 @click.option("--render", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the overlay video (mesh, head axes, eye state, blendshape bars) to FILE (.mp4, .mov).")
@@ -119,7 +122,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         wire: str, vmc: str | None, livelink: str | None, curve_keys: Path | None, wait_subscribers: int,
         landmark_engine: str, regressor: Path | None, backend: str, max_faces: int, model: str, max_frames: int | None,
         no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str, realtime: bool, loop: bool,
-        rotate: str | None, recursive: bool, focal_px: float | None, render: Path | None, preview: bool,
+        rotate: str | None, recursive: bool, sequence: bool, focal_px: float | None, render: Path | None, preview: bool,
         preview_port: int, quiet: bool, clients: dict) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
     from facetrack.tracker.cli.progress import RunProgress
@@ -139,7 +142,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         config = TrackerConfig(
             max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
             backend=backend, model=None if model == "none" else model,
-            source=SourceConfig(realtime=realtime, loop=loop, recursive=recursive,
+            source=SourceConfig(realtime=realtime, loop=loop, recursive=recursive, sequence=sequence,
                                 rotate=None if rotate is None else int(rotate)),
             eyes=EyeOptions(enabled=not no_eyes, engine=eye_engine), filter=FilterConfig(enabled=not no_filter),
             mesh=mesh_path is not None, **engine_fields(landmark_engine, regressor),

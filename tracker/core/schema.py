@@ -82,6 +82,15 @@ class EyeState(_Model):
     openness: float | None = Field(
         default=None, description="Lid opening relative to the track's calibrated open eye, 0 closed .. 1 open."
     )
+    closed: bool | None = Field(
+        default=None, description="The verdict: the eye is closed. eyeBlink, the lids, openness and the blink events "
+                                  "agree with it (optional, added within /1).")
+    visible: bool | None = Field(
+        default=None, description="The eye is seen well enough for the eye-state engine; when false, p_closed is "
+                                  "None and the verdict follows the other eye or the lids (optional).")
+    quality: float | None = Field(
+        default=None, description="How well the eye is seen, 0..1 (size in pixels, head turned away, inside the "
+                                  "picture); below 1, p_closed is pulled toward 0.5 (optional).")
 
 
 class Eyes(_Model):
@@ -158,6 +167,9 @@ class FrameResult(_Model):
     faces: list[FaceResult] = Field(default_factory=list)
     eye_events: list[EyeEvent] | None = Field(
         default=None, description="Blinks and winks that ended with this frame (optional; None when none).")
+    source: str | None = Field(
+        default=None, description="What the frame came from: an image's path relative to the input (a folder, a "
+                                  "glob's fixed part), or the video file, camera or stream (optional).")
 
 
 class SourceInfo(_Model):

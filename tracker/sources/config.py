@@ -61,6 +61,20 @@ class SourceConfig(BaseModel):
         default=None, description="Clockwise degrees to turn every picture by; None: a file's own display matrix."
     )
     recursive: bool = Field(default=False, description="A folder source also takes the images in its subfolders.")
+    sequence: bool = Field(
+        default=False,
+        description="Images (a folder, a glob) are the frames of one video: faces are tracked from image to image, "
+                    "with the temporal filter. Off (the default), every image is a still of its own: no track, "
+                    "calibration or smoothing is carried from one image to the next.",
+    )
+    still_pad: float = Field(
+        default=0.25, ge=0, le=2,
+        description="Stills: a photo in which no face is found is searched again with a black border this wide (a "
+                    "fraction of its larger side), so face crops cut tight at the face are found; 0 turns it off.",
+    )
+    sequence_fps: float = Field(
+        default=30.0, gt=0, description="Frame rate of an image sequence (`sequence`): the filter's time step.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +91,5 @@ class Frame:
     """HxWx3 uint8 RGB, C-contiguous."""
     dropped: int
     """Cumulative frames the source dropped so far (live only; 0 for files)."""
+    source: str | None = None
+    """What the frame came from: an image's path relative to the input; the file (or camera, stream) of a video."""

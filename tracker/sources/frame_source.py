@@ -23,15 +23,16 @@ from facetrack.tracker.core.schema import SourceInfo
 from facetrack.tracker.sources.config import JOIN_TIMEOUT, LIVE_KINDS, OPEN_TIMEOUT, Frame, SourceConfig
 from facetrack.tracker.sources.images import ImageReader
 from facetrack.tracker.sources.producer import FrameQueue, Producer
-from facetrack.tracker.sources.resolve import Target, is_live, resolve_spec
+from facetrack.tracker.sources.resolve import Target, is_live, resolve_spec, source_name
 from facetrack.tracker.sources.video import Reader, VideoReader
 
 logger = logging.getLogger("facetrack.sources")
 
 
-def _open_reader(target: Target, live: bool, timeout: float = OPEN_TIMEOUT, rotate: int | None = None) -> Reader:
+def _open_reader(target: Target, live: bool, timeout: float = OPEN_TIMEOUT, rotate: int | None = None,
+                 sequence_fps: float | None = None) -> Reader:
     if target.kind == "images":
-        return ImageReader(target, live, rotate)
+        return ImageReader(target, live, rotate, sequence_fps)
     return VideoReader(target, live, timeout, rotate)
 
 
@@ -42,15 +43,20 @@ class FrameSource:
     the source's error (SourceDecodeError, SourceLostError), if any.
     """
 
+    stills: bool = False
+    """Every frame is a photo of its own (images without `SourceConfig.sequence`): nothing carries over."""
+
     def __init__(self, target: Target, reader: Reader, config: SourceConfig, live: bool) -> None:
         self.info: SourceInfo = reader.info
         self.live: bool = live
+        self.stills = target.kind == "images" and not config.sequence and not live
         self._queue = FrameQueue(config.queue_size, drop_oldest=live)
         self._producer = Producer(
             reader,
-            lambda timeout: _open_reader(target, live, timeout, config.rotate),
+            lambda timeout: _open_reader(target, live, timeout, config.rotate, _sequence_fps(target, config)),
             self._queue,
             uri=target.uri,
+            source=None if target.kind == "images" else source_name(target),
             loop=config.loop,
             pace=config.realtime and target.kind == "file",
             # live=False on a URL reads it like a file: its end is the end, not a drop.
@@ -84,6 +90,11 @@ class FrameSource:
         self.close()
 
 
+def _sequence_fps(target: Target, config: SourceConfig) -> float | None:
+    """An image sequence's nominal frame rate (stills have none)."""
+    return config.sequence_fps if target.kind == "images" and config.sequence else None
+
+
 def open_source(spec: str | os.PathLike[str], config: SourceConfig | None = None) -> FrameSource:
     """Open a file, camera (`webcam:0`, `/dev/video0`), stream URL, image, folder or glob.
 
@@ -92,7 +103,7 @@ def open_source(spec: str | os.PathLike[str], config: SourceConfig | None = None
     config = config or SourceConfig()
     target = resolve_spec(spec, config)
     live = is_live(target, config)
-    reader = _open_reader(target, live, rotate=config.rotate)
+    reader = _open_reader(target, live, rotate=config.rotate, sequence_fps=_sequence_fps(target, config))
     info = reader.info
     logger.info("opened %s: %s, %dx%d, live=%s", target.uri, target.kind, info.width, info.height, live)
     return FrameSource(target, reader, config, live)

@@ -37,12 +37,22 @@ def _jpeg_complete(path: Path) -> bool:
         return b"\xff\xd9" in f.read().rstrip(b"\x00\r\n ")[-64:]
 
 
+def image_name(path: Path, root: Path | None) -> str:
+    """An image's name in results: its path relative to the input (POSIX separators), else its file name."""
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
 class ImageReader:
-    """A still image, a folder or a glob: index = position, no pts."""
+    """A still image, a folder or a glob: index = position, no pts (a sequence: `fps` gives the filter's time)."""
 
     frame_duration = 0.0
 
-    def __init__(self, target: Target, live: bool, rotate: int | None = None) -> None:
+    def __init__(self, target: Target, live: bool, rotate: int | None = None, fps: float | None = None) -> None:
         self._target = target
         self.rotation = rotate or 0
         first = None
@@ -62,6 +72,7 @@ class ImageReader:
             live=live,
             width=first.shape[1],
             height=first.shape[0],
+            fps=fps,
             container="images",
             frames=len(target.images),
             rotation=self.rotation,
@@ -69,7 +80,7 @@ class ImageReader:
             coded_height=first.shape[0] if self.rotation % 180 == 0 else first.shape[1],
         )
 
-    def frames(self) -> Iterator[tuple[np.ndarray | None, None]]:
+    def frames(self) -> Iterator[tuple[np.ndarray | None, None, str]]:
         """Images in order; a broken one is reported, skipped (None: its index stays unused, so indices stay
         positions) and the rest are read; at the end SourceDecodeError names the skipped ones."""
         skipped: list[str] = []
@@ -79,9 +90,9 @@ class ImageReader:
             except (av.error.FFmpegError, StopIteration, IndexError, OSError) as exc:
                 logger.warning("image %d, '%s', cannot be decoded (%s): skipped", position, path, exc or "no picture")
                 skipped.append(str(path))
-                yield None, None
+                yield None, None, image_name(path, self._target.root)
                 continue
-            yield image, None
+            yield image, None, image_name(path, self._target.root)
         if skipped:
             count = len(self._target.images)
             raise SourceDecodeError(

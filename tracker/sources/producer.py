@@ -104,6 +104,7 @@ class Producer:
         queue: FrameQueue,
         *,
         uri: str,
+        source: str | None = None,
         loop: bool,
         pace: bool,
         reconnect_seconds: float | None,
@@ -112,6 +113,7 @@ class Producer:
         self._reopen = reopen
         self._queue = queue
         self._uri = uri
+        self._source = source
         self._loop = loop
         self._pace = pace
         self._reconnect_seconds = reconnect_seconds
@@ -149,8 +151,8 @@ class Producer:
     def _pump(self) -> None:
         while not self._stop.is_set():
             try:
-                for image, pts in self._reader.frames():
-                    if not self._emit(image, pts):
+                for image, pts, name in self._reader.frames():
+                    if not self._emit(image, pts, name):
                         return
             except SourceDecodeError as exc:
                 if self._reconnect_seconds is None:
@@ -166,7 +168,7 @@ class Producer:
             if not self._reconnect(reason):
                 return
 
-    def _emit(self, image: np.ndarray | None, pts: float | None) -> bool:
+    def _emit(self, image: np.ndarray | None, pts: float | None, name: str | None = None) -> bool:
         if image is None:  # a still image that could not be decoded: skipped, its index stays unused
             self._next_index += 1
             return True
@@ -179,7 +181,8 @@ class Producer:
             if self._pace and not self._wait_until(pts):
                 return False
             self._last_pts = pts
-        frame = Frame(index=self._next_index, pts=pts, capture_time=time.time(), image=image, dropped=0)
+        frame = Frame(index=self._next_index, pts=pts, capture_time=time.time(), image=image, dropped=0,
+                      source=name or self._source)
         self._next_index += 1
         return self._queue.put(frame)
 

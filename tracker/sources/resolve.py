@@ -30,6 +30,8 @@ class Target:
     format: str | None = None
     options: dict[str, str] = field(default_factory=dict)
     images: tuple[Path, ...] = ()
+    root: Path | None = None
+    """The folder an image source's names are relative to (the folder given, a glob's fixed part, an image's own)."""
 
 
 def _natural_key(path: Path) -> list[int | str]:
@@ -54,7 +56,7 @@ def _image_folder(uri: str, folder: Path, recursive: bool = False) -> Target:
             f"Folder '{folder}' contains no images ({', '.join(IMAGE_SUFFIXES)}). Put the frames there "
             "(e.g. 000001.png, 000002.png ...), or pass a video file, a glob such as 'frames/*.png', or webcam:0."
         )
-    return Target(kind="images", uri=uri, images=tuple(images))
+    return Target(kind="images", uri=uri, images=tuple(images), root=folder)
 
 
 def _image_glob(uri: str, pattern: str) -> Target:
@@ -66,7 +68,9 @@ def _image_glob(uri: str, pattern: str) -> Target:
             f"No images for the pattern '{pattern}': {found} (image types: {', '.join(IMAGE_SUFFIXES)}). "
             "Check the pattern and quote it in a shell; a video file is passed by its own path."
         )
-    return Target(kind="images", uri=uri, images=tuple(images))
+    fixed = os.path.expanduser(pattern[: _GLOB_CHARS.search(pattern).start()])
+    root = Path(fixed) if fixed.endswith(("/", os.sep)) else Path(fixed).parent
+    return Target(kind="images", uri=uri, images=tuple(images), root=root)
 
 
 def _camera(uri: str, device: str, config: SourceConfig) -> Target:
@@ -123,10 +127,17 @@ def resolve_spec(spec: str | os.PathLike[str], config: SourceConfig) -> Target:
             "a camera is webcam:0, a stream a URL such as rtsp://host/path."
         )
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return Target(kind="images", uri=uri, images=(path,))
+        return Target(kind="images", uri=uri, images=(path,), root=path.parent)
     return Target(
         kind="file", uri=uri, url=str(path), format=config.input_format, options=dict(config.input_options)
     )
+
+
+def source_name(target: Target) -> str:
+    """How results name a video source: the spec as given, a stream URL without its credentials."""
+    if target.kind == "network":
+        return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", target.uri)
+    return target.uri
 
 
 def is_live(target: Target, config: SourceConfig) -> bool:

@@ -22,13 +22,14 @@ logger = logging.getLogger("facetrack.sources")
 
 
 class Reader(Protocol):
-    """One opened source pass: yields (rgb image, pts seconds or None) until its end; the image is None for a
-    still image that could not be decoded (skipped: its index stays unused)."""
+    """One opened source pass: yields (rgb image, pts seconds or None, source name or None) until its end; the
+    image is None for a still image that could not be decoded (skipped: its index stays unused); the name is
+    the image's path relative to the input (None from a video: the whole stream is one source)."""
 
     info: SourceInfo
     frame_duration: float
 
-    def frames(self) -> Iterator[tuple[np.ndarray | None, float | None]]: ...
+    def frames(self) -> Iterator[tuple[np.ndarray | None, float | None, str | None]]: ...
 
     def close(self) -> None: ...
 
@@ -140,7 +141,7 @@ class VideoReader:
             coded_height=ctx.height,
         )
 
-    def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
+    def frames(self) -> Iterator[tuple[np.ndarray, float | None, None]]:
         """Every decodable frame; afterwards SourceDecodeError if any packet failed or the file is short.
 
         A packet the decoder rejects is skipped and decoding goes on; a read error ends
@@ -170,7 +171,7 @@ class VideoReader:
             for frame in batch:
                 decoded += 1
                 last_pts = frame.time if frame.time is not None else last_pts
-                yield self._rgb(frame), frame.time
+                yield self._rgb(frame), frame.time, None
         if failures:
             raise SourceDecodeError(
                 f"'{self._target.uri}': {failures} damaged packets were skipped ({first_failure}); "
@@ -179,14 +180,14 @@ class VideoReader:
         if self._target.kind == "file":
             self._check_complete(decoded, last_pts)
 
-    def _drain(self) -> Iterator[tuple[np.ndarray, float | None]]:
+    def _drain(self) -> Iterator[tuple[np.ndarray, float | None, None]]:
         """Frames the decoder still holds when reading stops early."""
         try:
             batch = self._stream.decode(None)
         except av.error.FFmpegError:
             return
         for frame in batch:
-            yield self._rgb(frame), frame.time
+            yield self._rgb(frame), frame.time, None
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
         # Padded rows (width 700 -> 2112-byte lines) make to_ndarray a strided view; copy only then.

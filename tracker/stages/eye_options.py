@@ -23,14 +23,42 @@ class EyeOptions(BaseModel):
     elam: bool = Field(True, description="Correct the upper lids from P(closed) (ELAM).")
     dynamics: bool = Field(True, description="Refine lid/lip weights to the landmarks (online LDL).")
     gaze: bool = Field(True, description="eyeLook* weights from the irises.")
-    closed_threshold: float = Field(0.5, ge=0, le=1, description="P(closed) at and above which ELAM corrects an eye.")
-    blink_weight_closed: float = Field(
+    closed_threshold: float = Field(
         0.5, ge=0, le=1,
-        description="Events: an eye whose (filtered) eyeBlink weight is at or above this counts as closed.",
+        description="ELAM corrects an eye the verdict calls closed when its P(closed) is at or above this too.",
     )
     p_closed_closed: float = Field(
         0.5, ge=0, le=1,
-        description="Events without blendshapes (no model): an eye with P(closed) at or above this counts as closed.",
+        description="The verdict: an eye whose reported P(closed) is at or above this is closed, below it open.",
+    )
+    blink_weight_closed: float = Field(
+        0.5, ge=0, le=1,
+        description="The eyeBlink weight that says closed: a closed eye's weight is raised to at least this (and its "
+                    "P(closed)); without an eye-state engine, an eye whose fitted weight reaches it is closed.",
+    )
+    blink_weight_open_max: float = Field(
+        0.45, ge=0, lt=1,
+        description="The most eyeBlink an open eye keeps (a squint's fitted weight is capped here, below "
+                    "blink_weight_closed, so the weight never says closed when the verdict says open).",
+    )
+    eye_min_px: float = Field(
+        3.0, ge=0,
+        description="Eye quality: an eye narrower than this (corner to corner, pixels) is not seen (visible false, "
+                    "no P(closed)); its verdict is the other eye's, else its lids'.",
+    )
+    eye_good_px: float = Field(
+        10.0, gt=0,
+        description="Eye quality: an eye at least this wide (pixels) is seen well; between eye_min_px and this, "
+                    "the reported P(closed) is pulled toward 0.5.",
+    )
+    eye_min_width_ratio: float = Field(
+        0.2, ge=0, le=1,
+        description="Eye quality: an eye narrower than this fraction of the other eye (the head turned away from "
+                    "it) is not seen.",
+    )
+    eye_good_width_ratio: float = Field(
+        0.45, gt=0, le=1,
+        description="Eye quality: an eye at least this fraction of the other eye's width is seen fully.",
     )
     openness_closed: float = Field(
         0.5, ge=0, le=1,

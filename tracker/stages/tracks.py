@@ -66,6 +66,12 @@ class TrackAssigner:
         self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
         return result
 
+    def end_all(self) -> list[int]:
+        """End every track (a still photo's faces are not followed into the next one); returns their ids."""
+        ended = [t.track_id for t in self._tracks]
+        self._tracks = []
+        return ended
+
     @property
     def active(self) -> list[Track]:
         return list(self._tracks)
