@@ -11,7 +11,7 @@ import scipy.linalg  # noqa: F401  (loaded before the thread-pool controller loo
 from threadpoolctl import ThreadpoolController
 
 from facetrack.tracker.facemodel.fitter import FaceModelFitter, FitResult
-from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model
+from facetrack.tracker.facemodel.registry import BUILTIN_ID, DEFAULT_MODEL_ID, RIG_ID, load_model
 from facetrack.tracker.pose import pose_from_matrix
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
 
@@ -27,7 +27,8 @@ class FitStage:
     """
 
     def __init__(self, model_id: str, focal_px: float | None = None, mesh: bool = False) -> None:
-        model = None if model_id == BUILTIN_ID else load_model(model_id)
+        # `builtin` (the default) is the packaged model with identity modes; `rig` the generated rig without
+        model = None if model_id == RIG_ID else load_model(DEFAULT_MODEL_ID if model_id == BUILTIN_ID else model_id)
         self.fitter = FaceModelFitter(model)
         self.focal_px = focal_px
         self.mesh = mesh
