@@ -39,6 +39,8 @@ from pydantic import BaseModel, Field
 from scipy.linalg.lapack import dposv
 
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
+from facetrack.tracker.facemodel.neutral import EYE_LANDMARKS, RestCalibration, observed_shape
+from facetrack.tracker.facemodel.priors import antagonist_pairs
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 
 FACE_OVAL = np.array([10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
@@ -56,7 +58,7 @@ class FitterConfig(BaseModel):
     pose_iterations: int = Field(3, ge=1, description="Pose-only steps after a track's weak-perspective start.")
     first_frame_iterations: int = Field(8, ge=1, description="Joint steps on a track's first frame (no warm start).")
     exp_ridge: float = Field(0.05, ge=0, description="Ridge prior on expression weights (toward neutral).")
-    exp_l1: float = Field(2.0, ge=0, description="L1 prior on expression weights (sparse; neutral reads 0).")
+    exp_l1: float = Field(10.0, ge=0, description="L1 prior on expression weights (sparse; neutral reads 0).")
     temporal: float = Field(1.0, ge=0, description="Pull of expression weights toward the previous frame.")
     id_prior: float = Field(1.0, ge=0, description="N(0, 1) prior on identity coefficients (precision).")
     id_measure_prior: float = Field(0.3, gt=0, description="Weak prior of the per-frame identity measurement.")
@@ -66,6 +68,11 @@ class FitterConfig(BaseModel):
     sir_lambda: float = Field(1.0, ge=0, description="lambda in the SIR confidence exp(-lambda ||expr||).")
     contour_weight: float = Field(0.5, ge=0, description="Weight of face-oval landmarks (they slide).")
     max_tracks: int = Field(64, ge=1, description="Tracks kept; the least recently seen is forgotten first.")
+    exclude_above: float = Field(0.2, gt=0, le=1, description="Antagonistic pairs both above this: the weaker "
+                                                               "is held at 0 and the frame re-solved (1: off).")
+    rest_window: int = Field(120, ge=0, description="Frames of a track's warm-up from which its rest face is "
+                                                  "calibrated (neutral.py); 0: no rest calibration.")
+    rest_keep: float = Field(0.15, gt=0, le=1, description="Fraction of the warm-up's calmest frames kept for rest.")
 
 
 @dataclass
@@ -193,6 +200,9 @@ class PreparedModel:
         self.exp_nonneg = lo >= 0.0
         self.lo_pose_exp = np.concatenate([np.full(6, -np.inf), np.full(self.k_exp, lo)])
         self.hi_pose_exp = np.concatenate([np.full(6, np.inf), np.full(self.k_exp, hi)])
+        self.pair_a, self.pair_b = antagonist_pairs()
+        self.eye_rows = np.isin(self.idx, EYE_LANDMARKS)
+        self.energy_cols = np.array([not n.startswith("eye") for n in model.exp_names], bool)
 
     def identity_shape(self, identity: np.ndarray) -> np.ndarray:
         """The neutral landmarks (N, 3) of a person; expression deltas are added to it per step."""
@@ -212,6 +222,9 @@ class _Track:
     id_shape: np.ndarray | None = None  # landmarks of the current identity, no expression
     frames: int = 0
     calib: object | None = None  # built-in rig calibration state
+    rest: RestCalibration | None = None  # rest-face collection while it runs
+    rest_offset: np.ndarray | None = None  # (N, 3) calibrated rest minus the identity's neutral
+    rest_info: dict | None = None  # how the rest face was found (source, frames)
 
 
 # -- the fitter --------------------------------------------------------------------------
@@ -227,6 +240,7 @@ class FaceModelFitter:
         self.model = model
         self._shared = PreparedModel(model, self.config.contour_weight) if model is not None else None
         self._tracks: dict[int, _Track] = {}
+        self._preset: tuple[np.ndarray, np.ndarray] | None = None  # a saved neutral for new tracks
         self.last_iterations = 0  # joint steps the last fit needed (diagnostics)
 
     @property
@@ -241,6 +255,32 @@ class FaceModelFitter:
         """The track's current identity estimate and its accumulated confidence."""
         t = self._tracks.get(track_id)
         return None if t is None or t.identity is None else (t.identity.copy(), t.id_weight)
+
+    def recalibrate(self, track_id: int, frames: int) -> None:
+        """Find the track's rest face again from its next `frames` frames (a neutral face, on demand)."""
+        t = self._tracks.get(track_id)
+        if t is None or self.model is None:
+            raise ModelError(f"no fitted track {track_id} to calibrate (the built-in rig calibrates itself)")
+        t.rest = RestCalibration(max(1, frames), self.config.rest_keep, source="on demand")
+
+    def calibration(self, track_id: int) -> dict | None:
+        """How the track's rest face was found ({source, frames}), None while it is not calibrated."""
+        t = self._tracks.get(track_id)
+        return None if t is None or t.rest_info is None else dict(t.rest_info)
+
+    def neutral_of(self, track_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(identity, rest offsets, their landmark indices) of a calibrated track, for saving."""
+        t = self._tracks.get(track_id)
+        if t is None or t.rest_offset is None or t.identity is None:
+            return None
+        return t.identity.copy(), t.rest_offset.copy(), t.prepared.idx.copy()
+
+    def use_neutral(self, identity: np.ndarray, rest: np.ndarray, landmarks: np.ndarray) -> None:
+        """Start every new track from a saved calibration (same actor): identity and rest held, no warm-up."""
+        pm = self._shared
+        if pm is None or len(identity) != pm.k_id or not np.array_equal(landmarks, pm.idx):
+            raise ModelError("the saved neutral was made with another model or landmark set: recalibrate")
+        self._preset = (np.asarray(identity, np.float64), np.asarray(rest, np.float64))
 
     def fit(self, track_id: int, landmarks: np.ndarray, image_size: tuple[int, int],
             focal_px: float | None = None) -> FitResult:
@@ -272,7 +312,8 @@ class FaceModelFitter:
         expr_prev = track.expression
         expr = expr_prev.copy() if expr_prev is not None else np.zeros(pm.k_exp)
         first = track.rotation is None
-        solve_id = k_id > 0 and (first or track.id_weight < cfg.id_warmup_weight or track.frames % cfg.id_every == 0)
+        solve_id = k_id > 0 and track.rest_offset is None and (
+            first or track.id_weight < cfg.id_warmup_weight or track.frames % cfg.id_every == 0)
         if first:
             rot, trans = _init_pose(track.id_shape, p, wts)
             for _ in range(cfg.pose_iterations):
@@ -301,17 +342,38 @@ class FaceModelFitter:
                             break
             self._fuse_identity(track, measured, info, sir_confidence(rot, expr, cfg.sir_lambda))
             assert track.identity is not None
-            track.id_shape = pm.identity_shape(track.identity)
+            track.id_shape = self._neutral_shape(track)
             # a new track's pose and expression follow its fused identity at once; later
             # frames leave that to the next frame's steps (the identity moved a little)
             for _ in range(cfg.max_iterations if first else 0):
                 rot, trans, expr, step = self._expression_step(track, p, wts, rot, trans, expr, expr_prev)
                 if step < cfg.tolerance:
                     break
+        if cfg.exclude_above < 1.0 and pm.exp_nonneg:
+            # antagonistic pairs: the weaker of each pair both on is held at 0 and the frame re-solved
+            arkit = pm.model.arkit_map @ expr
+            both = (arkit[pm.pair_a] > cfg.exclude_above) & (arkit[pm.pair_b] > cfg.exclude_above)
+            if both.any():
+                losers = np.where(arkit[pm.pair_a] < arkit[pm.pair_b], pm.pair_a, pm.pair_b)[both]
+                hi = pm.hi_pose_exp.copy()
+                hi[6:][(pm.model.arkit_map[losers] > 0).any(0)] = 0.0
+                for _ in range(2):
+                    rot, trans, expr, _ = self._expression_step(track, p, wts, rot, trans, expr, expr_prev, hi)
         ident = track.identity if track.identity is not None else np.zeros(k_id)
         coef = np.concatenate([ident, expr])
         shape = track.id_shape + (pm.basis_flat_exp @ expr).reshape(-1, 3)
         conf = sir_confidence(rot, expr, cfg.sir_lambda)
+        if self.model is not None and (track.rest is not None or (cfg.rest_window and track.rest_offset is None)):
+            if track.rest is None:
+                track.rest = RestCalibration(cfg.rest_window, cfg.rest_keep)
+            rest = track.rest.add(observed_shape(shape, p, rot, trans, present),
+                                  float(np.abs(expr[pm.energy_cols]).sum()))
+            if rest is not None:
+                track.rest_offset = rest - pm.identity_shape(ident)
+                track.rest_offset[pm.eye_rows] = 0.0
+                track.rest_info = {"source": track.rest.source, "frames": track.rest.frames_used}
+                track.rest = None
+                track.id_shape = self._neutral_shape(track)
         track.rotation, track.translation, track.expression = rot, trans, expr
         track.frames += 1
         # outputs
@@ -352,11 +414,22 @@ class FaceModelFitter:
         elif t is None:
             assert self._shared is not None
             t = _Track(self._shared)
+            if self._preset is not None:
+                t.identity, t.rest_offset = self._preset[0].copy(), self._preset[1].copy()
+                t.id_weight, t.rest_info = self.config.id_max_weight, {"source": "file", "frames": 0}
+                t.id_shape = self._neutral_shape(t)
         if track_id not in self._tracks and len(self._tracks) >= self.config.max_tracks:
             self._tracks.pop(next(iter(self._tracks)))
         self._tracks.pop(track_id, None)
         self._tracks[track_id] = t  # most recently seen last
         return t
+
+    @staticmethod
+    def _neutral_shape(track: _Track) -> np.ndarray:
+        """The track's neutral landmarks: identity plus the calibrated rest offsets when there are some."""
+        pm = track.prepared
+        base = pm.identity_shape(track.identity if track.identity is not None else np.zeros(pm.k_id))
+        return base if track.rest_offset is None else base + track.rest_offset
 
     def _normal_equations(self, pm: PreparedModel, shape: np.ndarray, basis: np.ndarray, p: np.ndarray,
                           wts: np.ndarray, rot: np.ndarray, trans: np.ndarray,
@@ -402,7 +475,7 @@ class FaceModelFitter:
 
     def _expression_step(self, track: _Track, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
                          trans: np.ndarray, expr: np.ndarray, expr_prev: np.ndarray | None,
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+                         hi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """One regularised Gauss-Newton step on pose and expression together (identity fixed).
 
         Pose and expression are coupled (jaw drop vs. pitch, smile vs. depth), so they
@@ -424,7 +497,8 @@ class FaceModelFitter:
             diag[6:] += cfg.temporal
             c[6:] += cfg.temporal * expr_prev
         hmat[np.diag_indices(len(c))] += diag
-        x = box_qp(hmat, c, pm.lo_pose_exp, pm.hi_pose_exp, np.concatenate([np.zeros(6), expr]))
+        x = box_qp(hmat, c, pm.lo_pose_exp, pm.hi_pose_exp if hi is None else hi,
+                   np.concatenate([np.zeros(6), np.minimum(expr, pm.hi_pose_exp[6:] if hi is None else hi[6:])]))
         # step size: rotation (rad), translation relative to depth, coefficient change
         step = max(float(np.abs(x[:3]).max()), float(np.abs(x[3:6]).max()) / dm,
                    float(np.abs(x[6:] - expr).max()) * 0.01 if len(expr) else 0.0)

@@ -1,0 +1,39 @@
+"""Antagonistic expression pairs: shapes a face does not make at once.
+
+Antagonists (smile and frown on one side, pucker and smile, brow down and brow up...)
+pull the same points in opposite directions, so a least-squares fit can switch both on
+and let them cancel. The fitter holds the weaker of a pair that is both on at 0 and
+re-solves the frame (a penalty on their product in the Hessian was tried: it makes the
+problem indefinite at any useful strength).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facetrack.tracker.facemodel.label_checks import ANTAGONISTIC_PAIRS
+from facetrack.tracker.schema import ARKIT_BLENDSHAPES
+
+EXTRA_PAIRS: tuple[tuple[str, str], ...] = (
+    ("mouthFunnel", "mouthSmileLeft"),
+    ("mouthFunnel", "mouthSmileRight"),
+    ("mouthFunnel", "mouthStretchLeft"),
+    ("mouthFunnel", "mouthStretchRight"),
+    ("browDownLeft", "browInnerUp"),
+    ("browDownRight", "browInnerUp"),
+    ("mouthShrugUpper", "mouthUpperUpLeft"),
+    ("mouthShrugUpper", "mouthUpperUpRight"),
+    ("mouthShrugLower", "jawOpen"),
+    ("mouthPressLeft", "jawOpen"),
+    ("mouthPressRight", "jawOpen"),
+    ("mouthRollLower", "mouthLowerDownLeft"),
+    ("mouthRollLower", "mouthLowerDownRight"),
+)
+"""Pairs that also cancel each other on a landmark fit (not checked by the labels' rules)."""
+
+
+def antagonist_pairs() -> tuple[np.ndarray, np.ndarray]:
+    """ARKit indices (a, b) of every antagonistic pair, checked or extra."""
+    idx = {n: i for i, n in enumerate(ARKIT_BLENDSHAPES)}
+    pairs = ANTAGONISTIC_PAIRS + EXTRA_PAIRS
+    return np.array([idx[a] for a, _ in pairs]), np.array([idx[b] for _, b in pairs])
