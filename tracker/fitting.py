@@ -6,11 +6,15 @@ projected from the fit, and replaces the rigid landmark pose with the model's po
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.linalg  # noqa: F401  (loaded before the thread-pool controller looks for BLAS libraries)
 from threadpoolctl import ThreadpoolController
 
-from facetrack.tracker.facemodel.fitter import FaceModelFitter, FitResult
+from facetrack.tracker.facemodel.fitter import FaceModelFitter, FitResult, FitterConfig
+from facetrack.tracker.facemodel.format import ModelError
+from facetrack.tracker.facemodel.neutral import CalibrationOptions, load_neutral, save_neutral
 from facetrack.tracker.facemodel.registry import BUILTIN_ID, DEFAULT_MODEL_ID, RIG_ID, load_model
 from facetrack.tracker.pose import pose_from_matrix
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
@@ -26,16 +30,46 @@ class FitStage:
     with one BLAS thread.
     """
 
-    def __init__(self, model_id: str, focal_px: float | None = None, mesh: bool = False) -> None:
+    def __init__(self, model_id: str, focal_px: float | None = None, mesh: bool = False,
+                 calibration: CalibrationOptions | None = None, fps: float | None = None) -> None:
         # `builtin` (the default) is the packaged model with identity modes; `rig` the generated rig without
         model = None if model_id == RIG_ID else load_model(DEFAULT_MODEL_ID if model_id == BUILTIN_ID else model_id)
-        self.fitter = FaceModelFitter(model)
+        self.calibration = calibration or CalibrationOptions()
+        self.fps = fps or 30.0
+        config = FitterConfig()
+        if self.calibration.seconds is not None:  # a neutral face for N seconds: the calm half of them
+            config = config.model_copy(update={"rest_window": self.frames(self.calibration.seconds),
+                                               "rest_early": 0, "rest_keep": 0.5, "rest_source": "on demand"})
+        self.fitter = FaceModelFitter(model, config)
+        if self.calibration.neutral is not None:
+            if model is None:
+                raise ModelError("--neutral needs a model with identity modes (not the generated rig)")
+            try:
+                self.fitter.use_neutral(*load_neutral(self.calibration.neutral, model.id))
+            except ValueError as exc:
+                raise ModelError(str(exc)) from exc
         self.focal_px = focal_px
         self.mesh = mesh
         if model is None:
             self.identity_size, self.expression_names = 0, list(ARKIT_BLENDSHAPES)
         else:
             self.identity_size, self.expression_names = len(model.id_basis), list(model.exp_names)
+
+    def frames(self, seconds: float) -> int:
+        return max(1, round(seconds * self.fps))
+
+    def recalibrate(self, track_ids: list[int], seconds: float) -> None:
+        """Take these tracks' rest faces from their next `seconds` (the person holds a neutral face)."""
+        for track_id in track_ids:
+            self.fitter.recalibrate(track_id, self.frames(seconds))
+
+    def save_neutral(self, path: Path) -> Path | None:
+        """Write the first calibrated track's identity and rest face; None when no track was calibrated."""
+        for track_id in self.fitter.track_ids():
+            saved = self.fitter.neutral_of(track_id)
+            if saved is not None:
+                return save_neutral(path, self.fitter.model_id, *saved)
+        return None
 
     def describe(self, metadata: StreamMetadata) -> StreamMetadata:
         """The stream metadata with this model's layout."""
@@ -44,6 +78,11 @@ class FitStage:
             "identity_size": self.identity_size,
             "expression_size": len(self.expression_names),
             "expression_names": self.expression_names,
+            "calibration": None if self.identity_size == 0 else {
+                "mode": "file" if self.calibration.neutral else "on demand" if self.calibration.seconds else "auto",
+                "window_frames": self.fitter.config.rest_window,
+                "neutral_file": str(self.calibration.neutral) if self.calibration.neutral else None,
+            },
         })
 
     def fit(self, face: FaceResult, image_size: tuple[int, int]) -> FitResult:
@@ -58,6 +97,7 @@ class FitStage:
             model_id=fit.model_id,
             identity=fit.identity.astype(np.float32),
             expression=fit.expression.astype(np.float32),
+            calibration=(self.fitter.calibration(face.track_id) or {}).get("source"),
         )
         face.landmarks68 = fit.landmarks68.astype(np.float32)
         face.pose = pose_from_matrix(fit.rotation, fit.translation)

@@ -80,7 +80,8 @@ class Tracker:
         frames = source if isinstance(source, FrameSource) else open_source(source, self.config.source)
         self._source = frames
         self._fit = (
-            FitStage(self.config.model, self.config.focal_px, mesh=self.config.mesh)
+            FitStage(self.config.model, self.config.focal_px, mesh=self.config.mesh,
+                     calibration=self.config.calibration, fps=frames.info.fps)
             if self.config.model and self._regress is None else None
         )
         eyes = self.config.eyes
@@ -287,9 +288,19 @@ class Tracker:
                     log.exception("closing %s failed", type(sink).__name__)
         return count
 
+    def recalibrate(self, seconds: float = 2.0) -> None:
+        """Take every current track's rest face from its next `seconds` (the person holds a neutral face)."""
+        if self._fit is None:
+            raise RuntimeError("recalibrate needs a fitted model: start tracking with a model first")
+        self._fit.recalibrate(self._fit.fitter.track_ids(), seconds)
+
     def close(self) -> None:
         if self._source is not None:
             self._source.close()
+        path = self.config.calibration.save_neutral
+        if path is not None and self._fit is not None:
+            if self._fit.save_neutral(path) is None:
+                log.warning("no track was calibrated: %s not written", path)
 
     def __enter__(self) -> Tracker:
         return self

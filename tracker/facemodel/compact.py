@@ -5,7 +5,7 @@ identity, never by expression weights, so the default model needs identity modes
 real scans. This converts the MIT-licensed ICT Face Model Light (its upstream release or
 the converted narrow-face .npz) with the project's own landmark embedding
 (`ict.compute_landmark_embedding`) into a compact model whose vertices are the 478
-landmarks plus the 68 iBUG points:
+landmarks (the 68 iBUG points are defined on them as the rig defines them):
 
 - identity: the leading `n_identity` modes of a mirror-closed basis (the principal
   directions of ICT's modes and their mirror images, each scaled to N(0, 1));
@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from facetrack.tracker.facemodel.builtin_rig import IBUG68_FROM_MEDIAPIPE, fit_landmarks, mesh_triangles
+from facetrack.tracker.facemodel.builtin_rig import IBUG68_FROM_MEDIAPIPE, fit_landmarks, jaw_embedding, mesh_triangles
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel, arkit_map_for, vertex_embedding
-from facetrack.tracker.facemodel.ict import ICT_ALIASES, Embedding, IctData, compute_landmark_embedding
+from facetrack.tracker.facemodel.ict import ICT_ALIASES, Embedding, IctData, _detect, compute_landmark_embedding
+from facetrack.tracker.facemodel.render import fill_holes, render
 from facetrack.tracker.schema import LANDMARK_COUNT
 
 DEFAULT_ID = "ict478"
@@ -36,29 +37,42 @@ DEFAULT_FILE = "ict478.npz"
 ICT_ATTRIBUTION = ("MIT; derived from ICT Face Model Light, Copyright (c) 2020 USC Institute for Creative "
                    "Technologies (ICT-VGL/ICT-FaceKit); licence text in LICENSE-ICT-FaceKit.txt")
 
-IBUG68_MIRROR = np.array([16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,
-                          26, 25, 24, 23, 22, 21, 20, 19, 18, 17,
-                          27, 28, 29, 30, 35, 34, 33, 32, 31,
-                          45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
-                          54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55,
-                          64, 63, 62, 61, 60, 67, 66, 65])
-"""iBUG-68 index of each point's mirror image (0-based)."""
+def landmark_mirror(neutral: np.ndarray, triangles: np.ndarray, size: int = 512) -> np.ndarray:
+    """Index of each of the 478 landmarks' mirror image, as mediapipe itself pairs them.
 
-
-def landmark_mirror(points: np.ndarray) -> np.ndarray:
-    """Index of each of the 478 landmarks' mirror image, from a symmetric face's points (head frame).
-
-    mediapipe's mesh is symmetric by construction; the pairing is the one-to-one
-    assignment of the points to their x-mirrored positions (midline points pair with
-    themselves). The irises pair ring for ring.
+    mediapipe runs on a frontal render of the (near-symmetric) face and on the same image
+    flipped left-right; landmark i found on the flipped image, flipped back, lands where
+    its mirror partner lies on the original, so the pairing is the one-to-one assignment
+    of those two point sets (cost symmetrised, refined so that neighbours in mediapipe's
+    mesh pair with neighbours). It must be an involution (i's partner's partner is i).
     """
-    p = np.asarray(points, np.float64)[:468]
-    q = p * [-1.0, 1.0, 1.0]
-    cost = ((p[:, None, :] - q[None, :, :]) ** 2).sum(-1)
-    _, col = linear_sum_assignment(cost)
-    perm = np.concatenate([col, np.arange(473, 478), np.arange(468, 473)])
+    mesh = fill_holes(neutral, triangles)
+    mesh.vertices = mesh.vertices - neutral.mean(0)
+    image = render(mesh, np.eye(3), 45.0, size).image
+    det, det_flip = _detect([image, np.ascontiguousarray(image[:, ::-1])])
+    if det is None or det_flip is None:
+        raise ModelError("mediapipe found no face on the frontal render; cannot pair mirror landmarks")
+    back = det_flip.copy()
+    back[:, 0] = size - back[:, 0]
+    back += det.mean(0) - back.mean(0)  # the face's midline need not be the image's centre line
+    perm = np.empty(LANDMARK_COUNT, np.int64)
+    for group in (np.arange(468), np.arange(468, 478)):
+        cost = np.sqrt(((back[group, None, :] - det[None, group, :]) ** 2).sum(-1))
+        perm[group] = group[linear_sum_assignment(cost + cost.T)[1]]
+    # closed lips put points a fraction of a pixel apart: the mesh's edges decide those (a
+    # mirror pairing maps neighbours to neighbours)
+    tri = mesh_triangles()
+    adj = np.zeros((468, 468))
+    for a, b in ((0, 1), (1, 2), (0, 2)):
+        adj[tri[:, a], tri[:, b]] = adj[tri[:, b], tri[:, a]] = 1.0
+    cost = np.sqrt(((back[:468, None, :] - det[None, :468, :]) ** 2).sum(-1))
+    for _ in range(3):
+        pm = np.zeros((468, 468))
+        pm[np.arange(468), perm[:468]] = 1.0
+        missing = adj.sum(1)[:, None] - adj @ pm @ adj.T
+        perm[:468] = linear_sum_assignment(cost + cost.T + 3.0 * (missing + missing.T))[1]
     if not np.array_equal(perm[perm], np.arange(LANDMARK_COUNT)):
-        raise ModelError("the landmark embedding is too asymmetric to pair mirror landmarks")
+        raise ModelError("mirror pairing of the landmarks is not an involution; the render is not a frontal face")
     return perm
 
 
@@ -73,10 +87,9 @@ def _mirror_names(names: list[str]) -> np.ndarray:
     return np.array(out)
 
 
-def _sample(data: IctData, emb: Embedding, arrays: np.ndarray) -> np.ndarray:
-    """(..., V, 3) ICT vertex arrays -> (..., 478 + 68, 3) at the landmarks and the iBUG points."""
-    lmk = np.einsum("...nkc,nk->...nc", arrays[..., emb.vertices, :], emb.bary)
-    return np.concatenate([lmk, arrays[..., data.lmk68, :]], axis=-2).astype(np.float64)
+def _sample(emb: Embedding, arrays: np.ndarray) -> np.ndarray:
+    """(..., V, 3) ICT vertex arrays -> (..., 478, 3) at the landmarks."""
+    return np.einsum("...nkc,nk->...nc", arrays[..., emb.vertices, :], emb.bary).astype(np.float64)
 
 
 def build_compact_model(data: IctData, n_identity: int = 40, embedding: Embedding | None = None) -> MorphableModel:
@@ -84,25 +97,28 @@ def build_compact_model(data: IctData, n_identity: int = 40, embedding: Embeddin
     if not 1 <= n_identity <= data.id_basis.shape[0]:
         raise ModelError(f"n_identity must be 1..{data.id_basis.shape[0]}, got {n_identity}")
     emb = embedding or compute_landmark_embedding(data.neutral, data.triangles)
-    neutral = _sample(data, emb, data.neutral)
-    centre = neutral[:LANDMARK_COUNT][emb.valid].mean(0) * [1.0, 0.0, 0.0]  # the midline at x = 0
-    neutral -= centre
-    perm = np.concatenate([landmark_mirror(neutral[:LANDMARK_COUNT]), LANDMARK_COUNT + IBUG68_MIRROR])
+    neutral = _sample(emb, data.neutral)
+    neutral -= neutral[emb.valid].mean(0) * [1.0, 0.0, 0.0]  # the midline at x = 0
+    perm = landmark_mirror(data.neutral, data.triangles)
     flip = np.array([-1.0, 1.0, 1.0])
 
     def mirror(a: np.ndarray) -> np.ndarray:
         return a[..., perm, :] * flip
 
     neutral = 0.5 * (neutral + mirror(neutral))
-    exp = _sample(data, emb, data.exp_basis)
+    exp = _sample(emb, data.exp_basis)
     exp = 0.5 * (exp + mirror(exp[_mirror_names(data.exp_names)]))
-    ids = _sample(data, emb, data.id_basis)
+    ids = _sample(emb, data.id_basis)
     both = np.concatenate([ids, mirror(ids)]).reshape(2 * len(ids), -1) / np.sqrt(2.0)
     _, s, vt = np.linalg.svd(both, full_matrices=False)  # mirror-invariant covariance: closed subspace
     id_basis = (s[:n_identity, None] * vt[:n_identity]).reshape(n_identity, -1, 3)
-    valid = emb.valid & emb.valid[perm[:LANDMARK_COUNT]]
+    valid = emb.valid & emb.valid[perm]
     lv, lb = vertex_embedding(np.arange(LANDMARK_COUNT))
-    v68, b68 = vertex_embedding(LANDMARK_COUNT + np.arange(68))
+    # the 68 iBUG points as facetrack defines them on mediapipe's landmarks (as the rig does)
+    v68, b68 = vertex_embedding(np.array(IBUG68_FROM_MEDIAPIPE))
+    pairs, mix = jaw_embedding(neutral)
+    v68[:17, :2], v68[:17, 2] = pairs, pairs[:, 1]
+    b68[:17, :2], b68[:17, 2] = mix, 0.0
     used = np.array(sorted(set(fit_landmarks()) | {int(perm[i]) for i in fit_landmarks()}))
     return MorphableModel(
         id=DEFAULT_ID, name="ICT Face Model Light at mediapipe's 478 landmarks (facetrack default)",
@@ -111,10 +127,10 @@ def build_compact_model(data: IctData, n_identity: int = 40, embedding: Embeddin
         arkit_map=arkit_map_for(data.exp_names, ICT_ALIASES), licence=ICT_ATTRIBUTION, units="cm",
         source=data.source or "ICT Face Model Light",
         description=f"{n_identity} identity modes (~N(0,1), mirror-closed) and ICT's 53 ARKit-named expressions "
-                    "(mirror-averaged), sampled at the 478 landmarks (embedding computed by facetrack) and the "
-                    "68 iBUG points; irises unfitted.",
-        extra={"fit_landmarks": used.tolist(), "mirror": perm.tolist(), "ibug68_from_mediapipe":
-               list(IBUG68_FROM_MEDIAPIPE), "embedding_report": emb.report.model_dump()},
+                    "(mirror-averaged), sampled at the 478 landmarks (embedding computed by facetrack); "
+                    "irises unfitted.",
+        extra={"fit_landmarks": used.tolist(), "mirror": perm.tolist(),
+               "embedding_report": emb.report.model_dump()},
     )
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -46,6 +47,8 @@ from facetrack.tracker.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 FACE_OVAL = np.array([10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
                       148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109])
 """mediapipe's face-oval landmarks: they slide along the silhouette, so they get less weight."""
+CHIN = np.array([152, 148, 377, 176, 400, 175, 199, 171, 396, 208, 428, 200])
+"""Chin landmarks: the jaw is read from them (lips alone part without the jaw)."""
 
 
 class FitterConfig(BaseModel):
@@ -67,11 +70,17 @@ class FitterConfig(BaseModel):
     id_every: int = Field(15, ge=1, description="Then update identity every n-th frame of the track.")
     sir_lambda: float = Field(1.0, ge=0, description="lambda in the SIR confidence exp(-lambda ||expr||).")
     contour_weight: float = Field(0.5, ge=0, description="Weight of face-oval landmarks (they slide).")
+    chin_weight: float = Field(1.0, ge=0, description="Weight of the chin landmarks (the jaw is read from them).")
     max_tracks: int = Field(64, ge=1, description="Tracks kept; the least recently seen is forgotten first.")
     exclude_above: float = Field(0.2, gt=0, le=1, description="Antagonistic pairs both above this: the weaker "
                                                                "is held at 0 and the frame re-solved (1: off).")
     rest_window: int = Field(120, ge=0, description="Frames of a track's warm-up from which its rest face is "
                                                   "calibrated (neutral.py); 0: no rest calibration.")
+    rest_cap: float = Field(0.1, gt=0, le=1, description="Most of one expression weight a rest face may "
+                                                         "subtract (a held smile still reads).")
+    rest_source: Literal["auto", "on demand"] = Field("auto", description="auto: the calmest warm-up frames; "
+                                                      "on demand: the user holds a neutral face for the window.")
+    rest_early: int = Field(30, ge=0, description="A provisional rest face after this many frames (0: none).")
     rest_keep: float = Field(0.15, gt=0, le=1, description="Fraction of the warm-up's calmest frames kept for rest.")
 
 
@@ -168,7 +177,7 @@ def box_qp(h: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: np.
 class PreparedModel:
     """Landmark-level bases of one model (built once, shared by the tracks that use it)."""
 
-    def __init__(self, model: MorphableModel, contour_weight: float) -> None:
+    def __init__(self, model: MorphableModel, contour_weight: float, chin_weight: float = 1.0) -> None:
         self.model = model
         used = model.lmk_valid.copy()
         if "fit_landmarks" in model.extra:  # the model names the landmarks worth fitting
@@ -185,6 +194,7 @@ class PreparedModel:
         self.k = self.basis.shape[2]
         w = np.ones(LANDMARK_COUNT)
         w[FACE_OVAL] = contour_weight
+        w[CHIN] = chin_weight
         self.weight = w[self.idx]
         self.basis_flat = np.ascontiguousarray(self.basis.reshape(-1, self.k))  # (3N, K)
         self.basis_flat_exp = np.ascontiguousarray(self.basis_flat[:, self.k_id:])
@@ -238,7 +248,8 @@ class FaceModelFitter:
     def __init__(self, model: MorphableModel | None = None, config: FitterConfig | None = None) -> None:
         self.config = config or FitterConfig()
         self.model = model
-        self._shared = PreparedModel(model, self.config.contour_weight) if model is not None else None
+        self._shared = (PreparedModel(model, self.config.contour_weight, self.config.chin_weight)
+                        if model is not None else None)
         self._tracks: dict[int, _Track] = {}
         self._preset: tuple[np.ndarray, np.ndarray] | None = None  # a saved neutral for new tracks
         self.last_iterations = 0  # joint steps the last fit needed (diagnostics)
@@ -255,6 +266,10 @@ class FaceModelFitter:
         """The track's current identity estimate and its accumulated confidence."""
         t = self._tracks.get(track_id)
         return None if t is None or t.identity is None else (t.identity.copy(), t.id_weight)
+
+    def track_ids(self) -> list[int]:
+        """The tracks with state, least recently seen first."""
+        return list(self._tracks)
 
     def recalibrate(self, track_id: int, frames: int) -> None:
         """Find the track's rest face again from its next `frames` frames (a neutral face, on demand)."""
@@ -365,14 +380,15 @@ class FaceModelFitter:
         conf = sir_confidence(rot, expr, cfg.sir_lambda)
         if self.model is not None and (track.rest is not None or (cfg.rest_window and track.rest_offset is None)):
             if track.rest is None:
-                track.rest = RestCalibration(cfg.rest_window, cfg.rest_keep)
+                track.rest = RestCalibration(cfg.rest_window, cfg.rest_keep, early=cfg.rest_early,
+                                             source=cfg.rest_source)
             rest = track.rest.add(observed_shape(shape, p, rot, trans, present),
                                   float(np.abs(expr[pm.energy_cols]).sum()))
             if rest is not None:
-                track.rest_offset = rest - pm.identity_shape(ident)
-                track.rest_offset[pm.eye_rows] = 0.0
+                track.rest_offset = self._rest_offset(pm, rest - pm.identity_shape(ident))
                 track.rest_info = {"source": track.rest.source, "frames": track.rest.frames_used}
-                track.rest = None
+                if track.rest.done:
+                    track.rest = None
                 track.id_shape = self._neutral_shape(track)
         track.rotation, track.translation, track.expression = rot, trans, expr
         track.frames += 1
@@ -402,14 +418,14 @@ class FaceModelFitter:
                 model = calib.update(lm, (w, h), f)
                 if model is None:
                     return None
-                t = _Track(PreparedModel(model, self.config.contour_weight), calib=calib)
+                t = _Track(PreparedModel(model, self.config.contour_weight, self.config.chin_weight), calib=calib)
             else:
                 calib = t.calib
                 assert isinstance(calib, BuiltinCalibration)
                 if not calib.done:
                     model = calib.update(lm, (w, h), f)
                     if model is not None:
-                        t.prepared = PreparedModel(model, self.config.contour_weight)
+                        t.prepared = PreparedModel(model, self.config.contour_weight, self.config.chin_weight)
                         t.expression = t.id_shape = None  # the neutral changed: the old weights mean nothing
         elif t is None:
             assert self._shared is not None
@@ -423,6 +439,25 @@ class FaceModelFitter:
         self._tracks.pop(track_id, None)
         self._tracks[track_id] = t  # most recently seen last
         return t
+
+    def _rest_offset(self, pm: PreparedModel, offset: np.ndarray) -> np.ndarray:
+        """The rest offsets kept: all that no expression explains, and expressions only up to `rest_cap`.
+
+        A calm face can look a little like an expression (thick lips, low brows) or be a
+        held one (a person who smiles through the warm-up): a held expression must still
+        read, so the part of the rest that the expression shapes explain (non-negative
+        weights c) is subtracted only up to `rest_cap` per shape.
+        """
+        off = offset.copy()
+        off[pm.eye_rows] = 0.0
+        cap = self.config.rest_cap
+        if cap >= 1.0 or not pm.exp_nonneg:
+            return off
+        b = pm.basis_flat_exp
+        h = b.T @ b
+        h[np.diag_indices(len(h))] += 1e-6 * float(np.trace(h)) / len(h)
+        c = box_qp(h, b.T @ off.reshape(-1), np.zeros(pm.k_exp), np.ones(pm.k_exp))
+        return off - (b @ (c - np.minimum(c, cap))).reshape(-1, 3)
 
     @staticmethod
     def _neutral_shape(track: _Track) -> np.ndarray:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 EYE_LANDMARKS = np.array([7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246, 249, 263, 362,
                           373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466, *range(468, 478)])
@@ -25,16 +26,32 @@ EYE_LANDMARKS = np.array([7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 16
 NEUTRAL_FORMAT = "facetrack.neutral/1"
 
 
+class CalibrationOptions(BaseModel):
+    """How each track's rest face is found: automatically, from N seconds on demand, or from a file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float | None = Field(None, gt=0, description="The first N seconds of each track are a neutral face: "
+                                                          "its rest is taken from them (instead of the automatic "
+                                                          "warm-up).")
+    neutral: Path | None = Field(None, description="Start every track from this saved calibration (same actor).")
+    save_neutral: Path | None = Field(None, description="Write the first calibrated track's calibration here "
+                                                        "when the run ends.")
+
+
 @dataclass
 class RestCalibration:
     """Warm-up collection and the resulting rest offsets (N used landmarks, 3) of one track.
 
     `window` frames are collected (auto: from the track's start; on demand: from the call);
-    the `keep` fraction with the lowest expression energy gives the rest face.
+    the `keep` fraction with the lowest expression energy gives the rest face, provisionally
+    after `early` frames (so a track is not uncalibrated for seconds), finally after `window`.
     """
 
     window: int
     keep: float = 0.3
+    early: int = 0  # a provisional rest after this many frames (0: none)
+    done: bool = False
     offsets: list[np.ndarray] = field(default_factory=list)
     energy: list[float] = field(default_factory=list)
     rest: np.ndarray | None = None
@@ -45,13 +62,15 @@ class RestCalibration:
         """Feed one frame's observed face (head frame); returns the calm frames' median when the window is full."""
         self.offsets.append(observed.astype(np.float32))
         self.energy.append(float(energy))
-        if len(self.offsets) < self.window:
+        if len(self.offsets) not in (self.early, self.window):
             return None
         n = max(1, int(round(self.keep * len(self.offsets))))
         calm = np.argsort(self.energy)[:n]
         self.rest = np.median(np.stack(self.offsets)[calm], axis=0).astype(np.float64)
         self.frames_used = n
-        self.offsets, self.energy = [], []
+        if len(self.offsets) >= self.window:
+            self.offsets, self.energy = [], []
+            self.done = True
         return self.rest
 
 
