@@ -129,7 +129,7 @@ def build_compact_model(data: IctData, n_identity: int = 40, embedding: Embeddin
         description=f"{n_identity} identity modes (~N(0,1), mirror-closed) and ICT's 53 ARKit-named expressions "
                     "(mirror-averaged), sampled at the 478 landmarks (embedding computed by facetrack); "
                     "irises unfitted.",
-        extra={"fit_landmarks": used.tolist(), "mirror": perm.tolist(),
+        extra={"fit_landmarks": used.tolist(), "mirror": perm.tolist(), "lmk68_on_landmarks": True,
                "embedding_report": emb.report.model_dump()},
     )
 

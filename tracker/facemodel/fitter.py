@@ -39,6 +39,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy.linalg.lapack import dposv
 
+from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
 from facetrack.tracker.facemodel.neutral import EYE_LANDMARKS, RestCalibration, observed_shape
 from facetrack.tracker.facemodel.priors import antagonist_pairs
@@ -212,6 +213,7 @@ class PreparedModel:
         self.hi_pose_exp = np.concatenate([np.full(6, np.inf), np.full(self.k_exp, hi)])
         self.pair_a, self.pair_b = antagonist_pairs()
         self.eye_rows = np.isin(self.idx, EYE_LANDMARKS)
+        self.lmk68_on_landmarks = bool(model.extra.get("lmk68_on_landmarks", False))
         self.energy_cols = np.array([not n.startswith("eye") for n in model.exp_names], bool)
 
     def identity_shape(self, identity: np.ndarray) -> np.ndarray:
@@ -396,9 +398,11 @@ class FaceModelFitter:
         cam = shape @ rot.T + trans
         proj = cam[:, :2] / -cam[:, 2:3]
         rms = float(np.sqrt((((proj - p) ** 2).sum(1) * present).sum() / present.sum()) * f)
-        s68 = pm.base68 + (pm.basis68.reshape(-1, pm.k) @ coef).reshape(-1, 3)
-        c68 = s68 @ rot.T + trans
-        l68 = np.stack([w / 2 + f * c68[:, 0] / -c68[:, 2], h / 2 - f * c68[:, 1] / -c68[:, 2]], axis=1)
+        if pm.lmk68_on_landmarks and np.isfinite(lm).all():
+            l68 = ibug68_from_478(lm)  # the 68 points are defined on the landmarks: read them there when all seen
+        else:
+            c68 = (pm.base68 + (pm.basis68.reshape(-1, pm.k) @ coef).reshape(-1, 3)) @ rot.T + trans
+            l68 = np.stack([w / 2 + f * c68[:, 0] / -c68[:, 2], h / 2 - f * c68[:, 1] / -c68[:, 2]], axis=1)
         model = pm.model
         return FitResult(
             model_id=model.id, blendshapes=np.clip(model.arkit_map @ expr.astype(np.float32), 0, 1),
