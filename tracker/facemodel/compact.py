@@ -87,6 +87,33 @@ def _mirror_names(names: list[str]) -> np.ndarray:
     return np.array(out)
 
 
+INNER_LIP_UPPER = np.array([191, 80, 81, 82, 13, 312, 311, 310, 415])
+INNER_LIP_LOWER = np.array([95, 88, 178, 87, 14, 317, 402, 318, 324])
+"""mediapipe's inner-lip landmarks between the mouth corners 78 and 308."""
+
+
+def seat_inner_lips(data: IctData, emb: Embedding) -> Embedding:
+    """Put each inner-lip landmark on its own lip.
+
+    ICT's neutral mouth is closed (the lips touch), so casting a detected inner-lip point
+    onto the surface lands on either lip; an upper-lip landmark embedded on the lower lip
+    opens with the jaw, and the fit must then explain every open mouth with other shapes.
+    The lips are told apart by what jawOpen does to them (it carries the lower lip down,
+    the upper stays); each inner-lip landmark moves to the nearest vertex of its own lip.
+    """
+    pts = np.einsum("nkc,nk->nc", data.neutral[emb.vertices].astype(np.float64), emb.bary)
+    drop = data.exp_basis[data.exp_names.index("jawOpen"), :, 1].astype(np.float64)
+    lips = np.r_[INNER_LIP_UPPER, INNER_LIP_LOWER]
+    near = np.nonzero(np.linalg.norm(data.neutral[:, None, :] - pts[None, lips], axis=2).min(1) < 1.5)[0]
+    split = 0.5 * drop[near].min()  # lower-lip vertices drop more than half the most any near vertex drops
+    vertices, bary = emb.vertices.copy(), emb.bary.copy()
+    for marks, own in ((INNER_LIP_UPPER, near[drop[near] > split]), (INNER_LIP_LOWER, near[drop[near] <= split])):
+        d = np.linalg.norm(data.neutral[own][None, :, :] - pts[marks][:, None, :], axis=2)
+        vertices[marks] = own[np.argmin(d, axis=1)][:, None]
+        bary[marks] = [1.0, 0.0, 0.0]
+    return Embedding(vertices, bary, emb.valid, emb.report, emb.detections)
+
+
 def _sample(emb: Embedding, arrays: np.ndarray) -> np.ndarray:
     """(..., V, 3) ICT vertex arrays -> (..., 478, 3) at the landmarks."""
     return np.einsum("...nkc,nk->...nc", arrays[..., emb.vertices, :], emb.bary).astype(np.float64)
@@ -96,7 +123,7 @@ def build_compact_model(data: IctData, n_identity: int = 40, embedding: Embeddin
     """The compact, mirror-symmetric 478-point model from ICT arrays."""
     if not 1 <= n_identity <= data.id_basis.shape[0]:
         raise ModelError(f"n_identity must be 1..{data.id_basis.shape[0]}, got {n_identity}")
-    emb = embedding or compute_landmark_embedding(data.neutral, data.triangles)
+    emb = seat_inner_lips(data, embedding or compute_landmark_embedding(data.neutral, data.triangles))
     neutral = _sample(emb, data.neutral)
     neutral -= neutral[emb.valid].mean(0) * [1.0, 0.0, 0.0]  # the midline at x = 0
     perm = landmark_mirror(data.neutral, data.triangles)

@@ -62,14 +62,16 @@ class FitterConfig(BaseModel):
     pose_iterations: int = Field(3, ge=1, description="Pose-only steps after a track's weak-perspective start.")
     first_frame_iterations: int = Field(8, ge=1, description="Joint steps on a track's first frame (no warm start).")
     exp_ridge: float = Field(0.05, ge=0, description="Ridge prior on expression weights (toward neutral).")
-    exp_l1: float = Field(10.0, ge=0, description="L1 prior on expression weights (sparse; neutral reads 0).")
+    exp_l1: float = Field(15.0, ge=0, description="L1 prior on expression weights (sparse; neutral reads 0).")
     temporal: float = Field(1.0, ge=0, description="Pull of expression weights toward the previous frame.")
     id_prior: float = Field(1.0, ge=0, description="N(0, 1) prior on identity coefficients (precision).")
     id_measure_prior: float = Field(0.3, gt=0, description="Weak prior of the per-frame identity measurement.")
     id_max_weight: float = Field(150.0, gt=0, description="Cap on a track's accumulated confidence (adaptivity).")
     id_warmup_weight: float = Field(6.0, ge=0, description="Update identity every frame until this confidence.")
     id_every: int = Field(15, ge=1, description="Then update identity every n-th frame of the track.")
-    sir_lambda: float = Field(1.0, ge=0, description="lambda in the SIR confidence exp(-lambda ||expr||).")
+    sir_lambda: float = Field(4.0, ge=0, description="lambda in the SIR confidence exp(-lambda ||expr||) (the "
+                                                     "L1 prior keeps weights small: a larger lambda tells calm "
+                                                     "frames from expressive ones).")
     contour_weight: float = Field(0.5, ge=0, description="Weight of face-oval landmarks (they slide).")
     chin_weight: float = Field(1.0, ge=0, description="Weight of the chin landmarks (the jaw is read from them).")
     max_tracks: int = Field(64, ge=1, description="Tracks kept; the least recently seen is forgotten first.")
