@@ -99,7 +99,7 @@ def test_rest_calibration_makes_a_neutral_person_read_zero(tmp_path):
     rest[brow, 1] -= 0.25
     rest[[61, 291], 0] *= 0
     rest[61, 0], rest[291, 0] = 0.2, -0.2
-    cfg = FitterConfig(rest_window=20)
+    cfg = FitterConfig(rest_window=20, rest_cap=1.0)  # the whole rest subtracted, expression-like or not
     fitter = FaceModelFitter(MODEL, cfg)
     first = fitter.fit(1, project(MODEL, ident, None, rest=rest), (W, H), F).blendshapes
     assert fitter.calibration(1) is None
@@ -122,6 +122,17 @@ def test_rest_calibration_makes_a_neutral_person_read_zero(tmp_path):
     assert w[non_eye].max() < 0.05
     with pytest.raises(ValueError, match="calibrates model"):
         load_neutral(path, "rig")
+
+
+def test_a_smile_held_through_the_warm_up_still_reads():
+    """The rest may subtract only a little of an expression: a person who smiles from the start still smiles."""
+    ident = np.random.default_rng(8).normal(size=MODEL.n_identity) * 0.5
+    smile = expression(mouthSmile_L=0.8, mouthSmile_R=0.8)
+    fitter = FaceModelFitter(MODEL, FitterConfig(rest_window=20))
+    for _ in range(25):
+        w = fitter.fit(3, project(MODEL, ident, smile), (W, H), F).blendshapes
+    assert fitter.calibration(3) is not None
+    assert min(w[arkit("mouthSmileLeft")], w[arkit("mouthSmileRight")]) >= 0.35
 
 
 def test_recalibrate_on_demand():

@@ -41,7 +41,7 @@ from scipy.linalg.lapack import dposv
 
 from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
-from facetrack.tracker.facemodel.neutral import EYE_LANDMARKS, RestCalibration, observed_shape
+from facetrack.tracker.facemodel.neutral import RestCalibration, observed_shape
 from facetrack.tracker.facemodel.priors import antagonist_pairs
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 
@@ -214,7 +214,6 @@ class PreparedModel:
         self.lo_pose_exp = np.concatenate([np.full(6, -np.inf), np.full(self.k_exp, lo)])
         self.hi_pose_exp = np.concatenate([np.full(6, np.inf), np.full(self.k_exp, hi)])
         self.pair_a, self.pair_b = antagonist_pairs()
-        self.eye_rows = np.isin(self.idx, EYE_LANDMARKS)
         self.lmk68_on_landmarks = bool(model.extra.get("lmk68_on_landmarks", False))
         self.energy_cols = np.array([not n.startswith("eye") for n in model.exp_names], bool)
 
@@ -455,7 +454,6 @@ class FaceModelFitter:
         weights c) is subtracted only up to `rest_cap` per shape.
         """
         off = offset.copy()
-        off[pm.eye_rows] = 0.0
         cap = self.config.rest_cap
         if cap >= 1.0 or not pm.exp_nonneg:
             return off

@@ -19,10 +19,6 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-EYE_LANDMARKS = np.array([7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246, 249, 263, 362,
-                          373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466, *range(468, 478)])
-"""Lids and irises: their rest is the eye stage's business (calibrated open-eye opening), not this one's."""
-
 NEUTRAL_FORMAT = "facetrack.neutral/1"
 
 
