@@ -9,6 +9,7 @@ from facetrack.tracker.facemodel.compact import load_default_model, packaged_mod
 from facetrack.tracker.facemodel.fitter import FaceModelFitter, FitterConfig
 from facetrack.tracker.facemodel.label_checks import antagonistic
 from facetrack.tracker.facemodel.neutral import load_neutral, save_neutral
+from facetrack.tracker.facemodel.priors import exclude_antagonists
 from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model, model_info
 from facetrack.tracker.schema import ARKIT_BLENDSHAPES
 
@@ -87,6 +88,16 @@ def test_antagonists_are_not_both_on():
         for _ in range(4):
             w = fitter.fit(0, project(MODEL, np.zeros(MODEL.n_identity), e), (W, H), F).blendshapes
         assert bool(antagonistic(w[None])[0]) is expect
+
+
+def test_output_exclusion_keeps_the_stronger_of_a_pair():
+    w = np.zeros(52, np.float32)
+    w[arkit("mouthPucker")], w[arkit("mouthStretchLeft")], w[arkit("mouthSmileRight")] = 0.6, 0.4, 0.15
+    w[arkit("eyeBlinkLeft")] = 0.9
+    out = exclude_antagonists(w)
+    assert out[arkit("mouthPucker")] == pytest.approx(0.6) and out[arkit("mouthStretchLeft")] == 0.0
+    assert out[arkit("mouthSmileRight")] == pytest.approx(0.15)  # below 0.2: kept
+    assert out[arkit("eyeBlinkLeft")] == pytest.approx(0.9) and w[arkit("mouthStretchLeft")] == pytest.approx(0.4)
 
 
 def test_rest_calibration_makes_a_neutral_person_read_zero(tmp_path):

@@ -24,6 +24,7 @@ from facetrack.engines.landmarks import make_landmark_engine
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.dynamics import LipLidDynamics
 from facetrack.tracker.eye_stage import EyeMeasure, EyeStage
+from facetrack.tracker.facemodel.priors import exclude_antagonists
 from facetrack.tracker.filters import FaceFilter
 from facetrack.tracker.fitting import FitStage
 from facetrack.tracker.geometry import landmark_box
@@ -249,6 +250,10 @@ class Tracker:
         if self._filter is not None:
             self._filter.apply(result, t)
             clock.lap("filter")
+        if self._fit is not None and result.blendshapes is not None:
+            # the fit excludes antagonists; smoothing and the lid/lip stages can overlap a fading shape
+            # with its rising antagonist again
+            result.blendshapes = exclude_antagonists(result.blendshapes)
         if measure is not None:
             events.extend(self._eyes.finish(result, measure, frame.index))
             clock.lap("events")

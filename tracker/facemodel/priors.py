@@ -37,3 +37,16 @@ def antagonist_pairs() -> tuple[np.ndarray, np.ndarray]:
     idx = {n: i for i, n in enumerate(ARKIT_BLENDSHAPES)}
     pairs = ANTAGONISTIC_PAIRS + EXTRA_PAIRS
     return np.array([idx[a] for a, _ in pairs]), np.array([idx[b] for _, b in pairs])
+
+
+_A, _B = antagonist_pairs()
+
+
+def exclude_antagonists(weights: np.ndarray, above: float = 0.2) -> np.ndarray:
+    """52 ARKit weights with the weaker of every antagonistic pair that is both above `above` set to 0."""
+    w = np.array(weights, np.float32, copy=True)
+    a, b = w[_A], w[_B]
+    both = (a > above) & (b > above)
+    if both.any():
+        w[np.where(a < b, _A, _B)[both]] = 0.0
+    return w
