@@ -34,8 +34,7 @@ from facetrack.tracker.schema import LANDMARK_COUNT
 
 DEFAULT_ID = "ict478"
 DEFAULT_FILE = "ict478.npz"
-ICT_ATTRIBUTION = ("MIT; derived from ICT Face Model Light, Copyright (c) 2020 USC Institute for Creative "
-                   "Technologies (ICT-VGL/ICT-FaceKit); licence text in LICENSE-ICT-FaceKit.txt")
+ICT_ATTRIBUTION = "MIT (ICT Face Model Light, (c) 2020 USC ICT; LICENSE-ICT-FaceKit.txt)"
 
 def landmark_mirror(neutral: np.ndarray, triangles: np.ndarray, size: int = 512) -> np.ndarray:
     """Index of each of the 478 landmarks' mirror image, as mediapipe itself pairs them.
