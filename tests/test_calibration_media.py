@@ -52,3 +52,7 @@ def test_cli_calibration_flags(short_face_clip: Path, tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["run", str(short_face_clip), "--out", str(tmp_path / "o2.jsonl"), "--neutral",
                                  str(bad), "--quiet"])
     assert r.exit_code != 0 and "not a facetrack neutral file" in " ".join(r.output.split())
+    assert not (tmp_path / "o2.jsonl").exists()  # refused before any output exists
+    r = CliRunner().invoke(app, ["run", str(short_face_clip), "--out", str(tmp_path / "o3.jsonl"), "--model", "rig",
+                                 "--neutral", str(saved), "--quiet"])
+    assert r.exit_code != 0 and "identity modes" in r.output and not (tmp_path / "o3.jsonl").exists()

@@ -55,6 +55,17 @@ class FitStage:
         else:
             self.identity_size, self.expression_names = len(model.id_basis), list(model.exp_names)
 
+    @staticmethod
+    def check_neutral(model_id: str, path: Path) -> None:
+        """Raise ModelError unless `path` is a saved calibration usable with `model_id`."""
+        if model_id == RIG_ID:
+            raise ModelError("--neutral needs a model with identity modes (not the generated rig)")
+        model = load_model(DEFAULT_MODEL_ID if model_id == BUILTIN_ID else model_id)
+        try:
+            load_neutral(path, model.id)
+        except ValueError as exc:
+            raise ModelError(str(exc)) from exc
+
     def frames(self, seconds: float) -> int:
         return max(1, round(seconds * self.fps))
 

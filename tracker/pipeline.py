@@ -65,6 +65,8 @@ class Tracker:
             RegressStage(self.config.regressor, self.config.backend, self.config.max_faces, self.config.focal_px)
             if self.config.coefficients == "regress" else None
         )
+        if self.config.model and self._regress is None and self.config.calibration.neutral is not None:
+            FitStage.check_neutral(self.config.model, self.config.calibration.neutral)  # before any output exists
         self._eyes: EyeStage | None = None
         self._dynamics: LipLidDynamics | None = None
         self._filter: FaceFilter | None = None
