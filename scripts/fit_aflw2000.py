@@ -19,7 +19,7 @@ import numpy as np
 
 from facetrack.tracker.facemodel.fitter import FaceModelFitter
 from facetrack.tracker.facemodel.format import ModelError
-from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model
+from facetrack.tracker.facemodel.registry import RIG_ID, load_model
 from facetrack.training.landmark_files import read_pts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def main() -> None:
     cache = {p: landmarks(p) for p in images}
     for mid in args.models.split(","):
         try:
-            model = None if mid == BUILTIN_ID else load_model(mid)
+            model = None if mid == RIG_ID else load_model(mid)
         except ModelError as exc:
             print(f"{mid}: skipped ({exc})")
             continue

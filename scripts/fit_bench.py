@@ -26,7 +26,7 @@ from fit_clips import clip_landmarks  # noqa: E402
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES  # noqa: E402
 from facetrack.tracker.facemodel.fitter import FaceModelFitter  # noqa: E402
-from facetrack.tracker.facemodel.registry import BUILTIN_ID, load_model  # noqa: E402
+from facetrack.tracker.facemodel.registry import RIG_ID, load_model  # noqa: E402
 
 DEFAULT_CLIP = "SadTalker_ref/WDA_KatieHill_000.mp4"
 
@@ -59,7 +59,7 @@ def main() -> None:
     print(f"clip={Path(args.clip).name} size={size[0]}x{size[1]} frames={len(lms)} with_face={n}")
     watch = ["eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "browInnerUp"]
     for mid in args.models.split(","):
-        model = None if mid == BUILTIN_ID else load_model(mid)
+        model = None if mid == RIG_ID else load_model(mid)
         bench(FaceModelFitter(model), lms[:5], size)  # warm caches (numpy, BLAS)
         runs = [bench(FaceModelFitter(model), lms, size) for _ in range(args.repeat)]
         med = np.array([np.median(ms) for ms, _ in runs])

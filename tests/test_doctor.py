@@ -29,7 +29,7 @@ def test_basics_work_here_and_the_report_says_what_is_installed(report: dict) ->
     assert checks[("engines", "landmarks")]["status"] == "ok"
     assert checks[("engines", "eye state")]["status"] == "ok"
     assert "eye_state.onnx" in checks[("engines", "eye state")]["detail"]
-    assert "builtin" in checks[("models", "face models")]["detail"]
+    assert "ict478" in checks[("models", "face models")]["detail"]  # the packaged default (`builtin`)
     assert checks[("video", "decode")]["status"] == "ok"
     assert all(c["status"] != "fail" for c in report["checks"])
     assert all(c["fix"] for c in report["checks"] if c["status"] != "ok")  # every problem comes with a fix

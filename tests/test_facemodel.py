@@ -98,7 +98,9 @@ def test_inconsistent_model_is_refused() -> None:
 
 def test_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACETRACK_DATA", str(tmp_path / "data"))
-    assert [m.id for m in registry.list_models()] == ["builtin"]
+    # the generated rig and the packaged default (`builtin` names it) are always there
+    assert [m.id for m in registry.list_models()] == ["rig", "ict478"]
+    assert registry.load_model("builtin").id == "ict478" and registry.model_info("builtin").n_identity == 40
     with pytest.raises(ModelError, match="not installed"):
         registry.load_model("synthetic")
     path = registry.install_model(synthetic_model())
@@ -146,7 +148,8 @@ def test_fitter_recovers_parameters() -> None:
     m = synthetic_model()
     rng = np.random.default_rng(2)
     # noise-free landmarks: weak priors, so the exact parameters are the optimum
-    fitter = FaceModelFitter(m, FitterConfig(exp_l1=0.0, temporal=0.0, exp_ridge=1e-4, id_prior=1e-3, id_measure_prior=1e-3))
+    fitter = FaceModelFitter(m, FitterConfig(exp_l1=0.0, temporal=0.0, exp_ridge=1e-4, id_prior=1e-3,
+                                             id_measure_prior=1e-3, exclude_above=1.0, rest_window=0))
     ident = rng.normal(size=m.n_identity)
     for i in range(6):
         expr = rng.uniform(0, 1, m.n_expression) * (rng.random(m.n_expression) < 0.6)

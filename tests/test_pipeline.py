@@ -37,11 +37,14 @@ def test_every_decoded_frame_yields_one_result_in_order(short_face_clip: Path) -
     assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
     assert 0.5 <= face.score <= 1.0
     assert abs(face.pose.yaw) < 45 and face.pose.translation[2] < 0
-    # The default built-in model fills the blendshapes, its coefficients and the 68 points.
-    assert tracker.metadata.model_id == "builtin" and tracker.metadata.expression_size == 52
+    # The default model (`builtin` = the packaged ict478, with identity modes) fills the blendshapes, its
+    # coefficients and the 68 points.
+    meta = tracker.metadata
+    assert meta.model_id == "ict478" and meta.expression_size == 53 and meta.identity_size == 40
     last = results[-1].faces[0]
     assert last.blendshapes.shape == (52,) and ((last.blendshapes >= 0) & (last.blendshapes <= 1)).all()
-    assert last.coefficients.model_id == "builtin" and last.landmarks68.shape == (68, 2)
+    assert last.coefficients.model_id == "ict478" and last.landmarks68.shape == (68, 2)
+    assert last.coefficients.identity.shape == (40,) and np.abs(last.coefficients.identity).max() > 0
     inside = (last.landmarks68 >= 0) & (last.landmarks68 <= 512)
     assert inside.all()
 

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facetrack.tracker.facemodel.registry import BUILTIN_ID
+from facetrack.tracker.facemodel.rest_face import RestFaceOptions
 from facetrack.tracker.sources.config import SourceConfig
 from facetrack.tracker.stages.eye_options import EyeOptions
 from facetrack.tracker.stages.filter import FilterConfig
@@ -57,6 +58,8 @@ class TrackerConfig(BaseModel):
     )
     eyes: EyeOptions = Field(default_factory=EyeOptions, description="Eye state, ELAM, lid/lip dynamics, gaze.")
     filter: FilterConfig = Field(default_factory=FilterConfig, description="Temporal smoothing that keeps blinks.")
+    calibration: RestFaceOptions = Field(default_factory=RestFaceOptions,
+                                            description="Each track's rest face (neutral calibration).")
     source: SourceConfig = Field(default_factory=SourceConfig)
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ frame's faces.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +27,7 @@ from facetrack.tracker.core.geometry import landmark_box
 from facetrack.tracker.core.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
 from facetrack.tracker.core.sinks import Sink, end_sinks
 from facetrack.tracker.core.timing import StageClock, StageTimings
+from facetrack.tracker.facemodel.priors import exclude_antagonists
 from facetrack.tracker.sources.config import Frame
 from facetrack.tracker.sources.frame_source import FrameSource, open_source
 from facetrack.tracker.sources.stills import StillFaces
@@ -38,6 +40,8 @@ from facetrack.tracker.stages.tracks import Track, TrackAssigner
 
 if TYPE_CHECKING:  # loaded only for coefficients="regress" (it brings scipy.spatial)
     from facetrack.tracker.stages.regress import RegressStage
+
+log = logging.getLogger("facetrack.pipeline")
 
 SourceLike = str | os.PathLike[str] | FrameSource
 
@@ -67,7 +71,8 @@ class Tracker:
 
             self._regress = RegressStage(self.config.regressor, self.config.backend, self.config.max_faces,
                                          self.config.focal_px)
-        # the face model and the eye engine are loaded here too, for the same reason; each stream gets fresh ones
+        # the face model (with a saved --neutral) and the eye engine are loaded here too, for the same reason;
+        # each stream gets fresh ones
         self._fit, self._eyes = self._new_stages()
         self._stages_used = False
         self._dynamics: LipLidDynamics | None = None
@@ -88,6 +93,8 @@ class Tracker:
         if self._stages_used:  # per-track state (identity, blinks) belongs to one stream
             self._fit, self._eyes = self._new_stages()
         self._stages_used = True
+        if self._fit is not None:
+            self._fit.start(frames.info.fps)
         eyes = self.config.eyes
         self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None
         self._stills = frames.stills
@@ -103,7 +110,8 @@ class Tracker:
     def _new_stages(self) -> tuple[FitStage | None, EyeStage | None]:
         """The model fit (unless the regress engine stands in for it) and the eye stage, as configured."""
         fit = (
-            FitStage(self.config.model, self.config.focal_px, mesh=self.config.mesh)
+            FitStage(self.config.model, self.config.focal_px, mesh=self.config.mesh,
+                     calibration=self.config.calibration)
             if self.config.model and self._regress is None else None
         )
         eyes = EyeStage(self.config.eyes, self.config.backend) if self.config.eyes.enabled else None
@@ -271,6 +279,10 @@ class Tracker:
         if self._filter is not None:
             self._filter.apply(result, t)
             clock.lap("filter")
+        if self._fit is not None and result.blendshapes is not None:
+            # the fit excludes antagonists; smoothing and the lid/lip stages can overlap a fading shape
+            # with its rising antagonist again
+            result.blendshapes = exclude_antagonists(result.blendshapes)
         if measure is not None:
             events.extend(self._eyes.finish(result, measure, frame.index))
             clock.lap("events")
@@ -309,9 +321,19 @@ class Tracker:
             end_sinks(sinks, keep=completed or count > 0)
         return count
 
+    def recalibrate(self, seconds: float = 2.0) -> None:
+        """Take every current track's rest face from its next `seconds` (the person holds a neutral face)."""
+        if self._fit is None:
+            raise RuntimeError("recalibrate needs a fitted model: start tracking with a model first")
+        self._fit.recalibrate(self._fit.fitter.track_ids(), seconds)
+
     def close(self) -> None:
         if self._source is not None:
             self._source.close()
+        path = self.config.calibration.save_neutral
+        if path is not None and self._fit is not None:
+            if self._fit.save_neutral(path) is None:
+                log.warning("no track was calibrated: %s not written", path)
 
     def __enter__(self) -> Tracker:
         return self

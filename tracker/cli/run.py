@@ -95,6 +95,13 @@ def _client_options(command: Callable) -> Callable:
               help="Face model fitted per face (see `facetrack models list`); `none` for landmarks and rigid pose "
                    "only.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option("--calibrate", "calibrate_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Hold a neutral face for the first SECONDS of each track: its rest face "
+                                      "(default: found automatically from the calmest warm-up frames).")
+@click.option("--neutral", "neutral_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Reuse a saved calibration (same actor): no warm-up.")
+@click.option("--save-neutral", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the first calibrated track's calibration here at the end (reuse with --neutral).")
 @click.option("--no-eyes", is_flag=True, help="Skip eye state, ELAM, lid/lip dynamics, gaze and blink events.")
 @click.option("--no-filter", is_flag=True, help="No temporal smoothing of landmarks, pose and weights.")
 @click.option("--eye-engine", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -121,15 +128,17 @@ def _client_options(command: Callable) -> Callable:
 def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_format: str, endpoint: str | None,
         wire: str, vmc: str | None, livelink: str | None, curve_keys: Path | None, wait_subscribers: int,
         landmark_engine: str, regressor: Path | None, backend: str, max_faces: int, model: str, max_frames: int | None,
-        no_eyes: bool, no_filter: bool, eye_engine: Path | None, stream_id: str, realtime: bool, loop: bool,
-        rotate: str | None, recursive: bool, sequence: bool, focal_px: float | None, render: Path | None, preview: bool,
-        preview_port: int, quiet: bool, clients: dict) -> None:
+        calibrate_s: float | None, neutral_file: Path | None, save_neutral: Path | None, no_eyes: bool,
+        no_filter: bool, eye_engine: Path | None, stream_id: str, realtime: bool, loop: bool,
+        rotate: str | None, recursive: bool, sequence: bool, focal_px: float | None, render: Path | None,
+        preview: bool, preview_port: int, quiet: bool, clients: dict) -> None:
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
     from facetrack.tracker.cli.progress import RunProgress
     from facetrack.tracker.cli.run_sinks import check_outputs, file_sinks, network_sinks
     from facetrack.tracker.cli.viz import overlay_sinks
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.core.sinks import end_sinks
+    from facetrack.tracker.facemodel.rest_face import RestFaceOptions
     from facetrack.tracker.pipeline import Tracker
     from facetrack.tracker.sources.config import SourceConfig
     from facetrack.tracker.sources.frame_source import open_source
@@ -146,6 +155,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
                                 rotate=None if rotate is None else int(rotate)),
             eyes=EyeOptions(enabled=not no_eyes, engine=eye_engine), filter=FilterConfig(enabled=not no_filter),
             mesh=mesh_path is not None, **engine_fields(landmark_engine, regressor),
+            calibration=RestFaceOptions(seconds=calibrate_s, neutral=neutral_file, save_neutral=save_neutral),
         )
     except ValidationError as exc:
         raise usage_error(exc) from None

@@ -114,6 +114,8 @@ class FaceCoefficients(_Model):
     model_id: str
     identity: Float32Array
     expression: Float32Array
+    calibration: str | None = Field(None, description="How this track's rest face was found (auto, on demand, "
+                                                      "file); None while it is still being calibrated.")
 
 
 class FaceResult(_Model):
@@ -204,6 +206,8 @@ class StreamMetadata(_Model):
     identity_size: int = 0
     expression_size: int = 0
     expression_names: list[str] = Field(default_factory=list)
+    calibration: dict[str, Any] | None = Field(None, description="How rest faces are calibrated (mode, window "
+                                                                "frames, neutral file).")
     started_at: float = Field(description="Unix time the stream started.")
     frames_published: int = 0
     dropped_frames: int = 0

@@ -25,6 +25,9 @@ model, float32 for the Hessian), the box QP uses LAPACK's Cholesky directly, so 
 frame costs a few small matrix products and dense solves (~1 ms with the built-in
 model, one BLAS thread). A model may name the landmarks worth fitting
 (`extra["fit_landmarks"]`; the built-in rig uses 185 of 478).
+Antagonistic pairs both on (priors.py) keep the stronger and the frame is re-solved; a model
+with identity modes adds each track's rest face (rest_face.py) to its identity's neutral, so a
+calm face reads ~0 (the weights of all this are `FitterConfig`, fitter_config.py).
 Landmarks are pixels (x right, y down); the camera frame is x right, y up, z toward
 the viewer; the focal length is in pixels with the principal point at the centre.
 """
@@ -34,34 +37,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
+from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
+from facetrack.tracker.facemodel.fitter_config import FitterConfig
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
 from facetrack.tracker.facemodel.prepared import PreparedModel, TrackState
-from facetrack.tracker.facemodel.solve import box_qp, init_pose, pose_step, rodrigues, sir_confidence
-
-
-class FitterConfig(BaseModel):
-    """Weights of the fit; the defaults suit mediapipe landmarks on 480p-1080p video."""
-
-    landmark_sigma: float = Field(0.02, gt=0, description="Landmark noise as a fraction of the face's RMS radius.")
-    outer_iterations: int = Field(2, ge=1, description="Joint Gauss-Newton steps per frame (warm-started).")
-    max_iterations: int = Field(10, ge=1, description="More steps while the pose still moves (fast motion, re-acquired face).")
-    tolerance: float = Field(3e-3, gt=0, description="Converged when the step is below this (rad, or depth fraction).")
-    pose_iterations: int = Field(3, ge=1, description="Pose-only steps after a track's weak-perspective start.")
-    first_frame_iterations: int = Field(8, ge=1, description="Joint steps on a track's first frame (no warm start).")
-    exp_ridge: float = Field(0.05, ge=0, description="Ridge prior on expression weights (toward neutral).")
-    exp_l1: float = Field(2.0, ge=0, description="L1 prior on expression weights (sparse; neutral reads 0).")
-    temporal: float = Field(1.0, ge=0, description="Pull of expression weights toward the previous frame.")
-    id_prior: float = Field(1.0, ge=0, description="N(0, 1) prior on identity coefficients (precision).")
-    id_measure_prior: float = Field(0.3, gt=0, description="Weak prior of the per-frame identity measurement.")
-    id_max_weight: float = Field(150.0, gt=0, description="Cap on a track's accumulated confidence (adaptivity).")
-    id_warmup_weight: float = Field(6.0, ge=0, description="Update identity every frame until this confidence.")
-    id_every: int = Field(15, ge=1, description="Then update identity every n-th frame of the track.")
-    sir_lambda: float = Field(1.0, ge=0, description="lambda in the SIR confidence exp(-lambda ||expr||).")
-    contour_weight: float = Field(0.5, ge=0, description="Weight of face-oval landmarks (they slide).")
-    max_tracks: int = Field(64, ge=1, description="Tracks kept; the least recently seen is forgotten first.")
+from facetrack.tracker.facemodel.rest_face import RestFaceCalibration, capped_rest_offset, observed_shape
+from facetrack.tracker.facemodel.solve import box_qp, init_pose, normal_equations, pose_step, rodrigues, sir_confidence
 
 
 @dataclass
@@ -100,8 +83,9 @@ class FaceModelFitter:
     def __init__(self, model: MorphableModel | None = None, config: FitterConfig | None = None) -> None:
         self.config = config or FitterConfig()
         self.model = model
-        self._shared = PreparedModel(model, self.config.contour_weight) if model is not None else None
+        self._shared = self._prepare(model) if model is not None else None
         self._tracks: dict[int, TrackState] = {}
+        self._preset: tuple[np.ndarray, np.ndarray] | None = None  # a saved neutral for new tracks
         self.last_iterations = 0  # joint steps the last fit needed (diagnostics)
 
     @property
@@ -116,6 +100,36 @@ class FaceModelFitter:
         """The track's current identity estimate and its accumulated confidence."""
         t = self._tracks.get(track_id)
         return None if t is None or t.identity is None else (t.identity.copy(), t.id_weight)
+
+    def track_ids(self) -> list[int]:
+        """The tracks with state, least recently seen first."""
+        return list(self._tracks)
+
+    def recalibrate(self, track_id: int, frames: int) -> None:
+        """Find the track's rest face again from its next `frames` frames (a neutral face, on demand)."""
+        t = self._tracks.get(track_id)
+        if t is None or self.model is None:
+            raise ModelError(f"no fitted track {track_id} to calibrate (the generated rig calibrates itself)")
+        t.rest = RestFaceCalibration(max(1, frames), self.config.rest_keep, source="on demand")
+
+    def rest_face(self, track_id: int) -> dict | None:
+        """How the track's rest face was found ({source, frames}), None while it is not calibrated."""
+        t = self._tracks.get(track_id)
+        return None if t is None or t.rest_info is None else dict(t.rest_info)
+
+    def neutral_of(self, track_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(identity, rest offsets, their landmark indices) of a calibrated track, for saving."""
+        t = self._tracks.get(track_id)
+        if t is None or t.rest_offset is None or t.identity is None:
+            return None
+        return t.identity.copy(), t.rest_offset.copy(), t.prepared.idx.copy()
+
+    def use_neutral(self, identity: np.ndarray, rest: np.ndarray, landmarks: np.ndarray) -> None:
+        """Start every new track from a saved calibration (same actor): identity and rest held, no warm-up."""
+        pm = self._shared
+        if pm is None or len(identity) != pm.k_id or not np.array_equal(landmarks, pm.idx):
+            raise ModelError("the saved neutral was made with another model or landmark set: recalibrate")
+        self._preset = (np.asarray(identity, np.float64), np.asarray(rest, np.float64))
 
     def fit(self, track_id: int, landmarks: np.ndarray, image_size: tuple[int, int],
             focal_px: float | None = None) -> FitResult:
@@ -147,7 +161,8 @@ class FaceModelFitter:
         expr_prev = track.expression
         expr = expr_prev.copy() if expr_prev is not None else np.zeros(pm.k_exp)
         first = track.rotation is None
-        solve_id = k_id > 0 and (first or track.id_weight < cfg.id_warmup_weight or track.frames % cfg.id_every == 0)
+        solve_id = k_id > 0 and track.rest_offset is None and (
+            first or track.id_weight < cfg.id_warmup_weight or track.frames % cfg.id_every == 0)
         if first:
             rot, trans = init_pose(track.id_shape, p, wts)
             for _ in range(cfg.pose_iterations):
@@ -174,28 +189,35 @@ class FaceModelFitter:
                         rot, trans, expr, step = self._expression_step(track, p, wts, rot, trans, expr, expr_prev)
                         if step < cfg.tolerance:
                             break
-            self._fuse_identity(track, measured, info, sir_confidence(rot, expr, cfg.sir_lambda))
+            conf = sir_confidence(rot, expr, cfg.sir_lambda)
+            track.fuse_identity(measured, info, conf, cfg.id_prior, cfg.id_max_weight)
             assert track.identity is not None
-            track.id_shape = pm.identity_shape(track.identity)
+            track.id_shape = track.neutral_shape()
             # a new track's pose and expression follow its fused identity at once; later
             # frames leave that to the next frame's steps (the identity moved a little)
             for _ in range(cfg.max_iterations if first else 0):
                 rot, trans, expr, step = self._expression_step(track, p, wts, rot, trans, expr, expr_prev)
                 if step < cfg.tolerance:
                     break
+        if cfg.exclude_above < 1.0 and pm.exp_nonneg:
+            rot, trans, expr = self._exclude_antagonists(track, p, wts, rot, trans, expr, expr_prev)
         ident = track.identity if track.identity is not None else np.zeros(k_id)
         coef = np.concatenate([ident, expr])
         shape = track.id_shape + (pm.basis_flat_exp @ expr).reshape(-1, 3)
         conf = sir_confidence(rot, expr, cfg.sir_lambda)
+        if self.model is not None and (track.rest is not None or (cfg.rest_window and track.rest_offset is None)):
+            self._collect_rest(track, observed_shape(shape, p, rot, trans, present), expr, ident)
         track.rotation, track.translation, track.expression = rot, trans, expr
         track.frames += 1
         # outputs
         cam = shape @ rot.T + trans
         proj = cam[:, :2] / -cam[:, 2:3]
         rms = float(np.sqrt((((proj - p) ** 2).sum(1) * present).sum() / present.sum()) * f)
-        s68 = pm.base68 + (pm.basis68.reshape(-1, pm.k) @ coef).reshape(-1, 3)
-        c68 = s68 @ rot.T + trans
-        l68 = np.stack([w / 2 + f * c68[:, 0] / -c68[:, 2], h / 2 - f * c68[:, 1] / -c68[:, 2]], axis=1)
+        if pm.lmk68_on_landmarks and np.isfinite(lm).all():
+            l68 = ibug68_from_478(lm)  # the 68 points are defined on the landmarks: read them there when all seen
+        else:
+            c68 = (pm.base68 + (pm.basis68.reshape(-1, pm.k) @ coef).reshape(-1, 3)) @ rot.T + trans
+            l68 = np.stack([w / 2 + f * c68[:, 0] / -c68[:, 2], h / 2 - f * c68[:, 1] / -c68[:, 2]], axis=1)
         model = pm.model
         return FitResult(
             model_id=model.id, blendshapes=np.clip(model.arkit_map @ expr.astype(np.float32), 0, 1),
@@ -215,69 +237,67 @@ class FaceModelFitter:
                 model = calib.update(lm, (w, h), f)
                 if model is None:
                     return None
-                t = TrackState(PreparedModel(model, self.config.contour_weight), calib=calib)
+                t = TrackState(self._prepare(model), calib=calib)
             else:
                 calib = t.calib
                 assert isinstance(calib, BuiltinCalibration)
                 if not calib.done:
                     model = calib.update(lm, (w, h), f)
                     if model is not None:
-                        t.prepared = PreparedModel(model, self.config.contour_weight)
+                        t.prepared = self._prepare(model)
                         t.expression = t.id_shape = None  # the neutral changed: the old weights mean nothing
         elif t is None:
             assert self._shared is not None
             t = TrackState(self._shared)
+            if self._preset is not None:
+                t.identity, t.rest_offset = self._preset[0].copy(), self._preset[1].copy()
+                t.id_weight, t.rest_info = self.config.id_max_weight, {"source": "file", "frames": 0}
+                t.id_shape = t.neutral_shape()
         if track_id not in self._tracks and len(self._tracks) >= self.config.max_tracks:
             self._tracks.pop(next(iter(self._tracks)))
         self._tracks.pop(track_id, None)
         self._tracks[track_id] = t  # most recently seen last
         return t
 
-    def _normal_equations(self, pm: PreparedModel, shape: np.ndarray, basis: np.ndarray, p: np.ndarray,
-                          wts: np.ndarray, rot: np.ndarray, trans: np.ndarray,
-                          ) -> tuple[np.ndarray, np.ndarray, float]:
-        """Gauss-Newton normal equations (H, g) of pose (6) and the coefficients of `basis` (3, N, K).
+    def _prepare(self, model: MorphableModel) -> PreparedModel:
+        return PreparedModel(model, self.config.contour_weight, self.config.chin_weight)
 
-        Exact perspective Jacobian, built column-wise in float32 without temporaries
-        (a fit is a few of these; numpy call overhead matters at this size), scaled
-        by the landmark precision; also returns the mean depth.
-        """
-        y = shape @ rot.T
-        cam = y + trans
-        depth = -cam[:, 2]
-        inv = 1.0 / depth
-        px, py = cam[:, 0] * inv, cam[:, 1] * inv
-        sw = np.sqrt(wts)
-        swi = sw * inv
-        n, k = len(px), basis.shape[2]
-        jac = np.empty((2 * n, 6 + k), np.float32)
-        jx, jy = jac[:n], jac[n:]
-        y0, y1, y2 = y[:, 0], y[:, 1], y[:, 2]
-        # rows of D = d(projection)/d(camera point): swi [1, 0, px], swi [0, 1, py]; the
-        # rotation columns are y x D (a small rotation w moves y by w x y), translation D
-        jx[:, 0], jx[:, 1], jx[:, 2] = y1 * px * swi, (y2 - y0 * px) * swi, -y1 * swi
-        jy[:, 0], jy[:, 1], jy[:, 2] = (y1 * py - y2) * swi, -y0 * py * swi, y0 * swi
-        jx[:, 3], jx[:, 4], jx[:, 5] = swi, 0.0, px * swi
-        jy[:, 3], jy[:, 4], jy[:, 5] = 0.0, swi, py * swi
-        ax = ((rot[0] + px[:, None] * rot[2]) * swi[:, None]).astype(np.float32)  # D R: head-frame derivative
-        ay = ((rot[1] + py[:, None] * rot[2]) * swi[:, None]).astype(np.float32)
-        b0, b1, b2 = basis
-        np.multiply(ax[:, :1], b0, out=jx[:, 6:])
-        jx[:, 6:] += ax[:, 1:2] * b1
-        jx[:, 6:] += ax[:, 2:] * b2
-        np.multiply(ay[:, :1], b0, out=jy[:, 6:])
-        jy[:, 6:] += ay[:, 1:2] * b1
-        jy[:, 6:] += ay[:, 2:] * b2
-        res = np.empty(2 * n, np.float32)
-        res[:n] = (p[:, 0] - px) * sw
-        res[n:] = (p[:, 1] - py) * sw
-        dm = float((wts * depth).sum() / wts.sum())
-        prec = 1.0 / (self.config.landmark_sigma * pm.radius / dm) ** 2
-        return (jac.T @ jac).astype(np.float64) * prec, (jac.T @ res).astype(np.float64) * prec, dm
+    def _exclude_antagonists(self, track: TrackState, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
+                             trans: np.ndarray, expr: np.ndarray, expr_prev: np.ndarray | None,
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Antagonistic pairs (priors.py) both on: the weaker of each is held at 0 and the frame re-solved."""
+        pm = track.prepared
+        arkit_map = pm.model.arkit_map
+        arkit = arkit_map @ expr
+        both = (arkit[pm.pair_a] > self.config.exclude_above) & (arkit[pm.pair_b] > self.config.exclude_above)
+        if not both.any():
+            return rot, trans, expr
+        losers = np.where(arkit[pm.pair_a] < arkit[pm.pair_b], pm.pair_a, pm.pair_b)[both]
+        hi = pm.hi_pose_exp.copy()
+        hi[6:][(arkit_map[losers] > 0).any(0)] = 0.0
+        for _ in range(2):
+            rot, trans, expr, _ = self._expression_step(track, p, wts, rot, trans, expr, expr_prev, hi)
+        return rot, trans, expr
+
+    def _collect_rest(self, track: TrackState, observed: np.ndarray, expr: np.ndarray, ident: np.ndarray) -> None:
+        """Feed the track's rest-face collection one frame; take its rest face when one is ready."""
+        cfg, pm = self.config, track.prepared
+        if track.rest is None:
+            track.rest = RestFaceCalibration(cfg.rest_window, cfg.rest_keep, early=cfg.rest_early,
+                                             source=cfg.rest_source)
+        rest = track.rest.add(observed, float(np.abs(expr[pm.energy_cols]).sum()))
+        if rest is None:
+            return
+        offset = rest - pm.identity_shape(ident)
+        track.rest_offset = capped_rest_offset(pm.basis_flat_exp, offset, cfg.rest_cap) if pm.exp_nonneg else offset
+        track.rest_info = {"source": track.rest.source, "frames": track.rest.frames_used}
+        if track.rest.done:
+            track.rest = None
+        track.id_shape = track.neutral_shape()
 
     def _expression_step(self, track: TrackState, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
                          trans: np.ndarray, expr: np.ndarray, expr_prev: np.ndarray | None,
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+                         hi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """One regularised Gauss-Newton step on pose and expression together (identity fixed).
 
         Pose and expression are coupled (jaw drop vs. pitch, smile vs. depth), so they
@@ -287,7 +307,7 @@ class FaceModelFitter:
         pm = track.prepared
         assert track.id_shape is not None
         shape = track.id_shape + (pm.basis_flat_exp @ expr).reshape(-1, 3)
-        hmat, g, dm = self._normal_equations(pm, shape, pm.basis32_exp, p, wts, rot, trans)
+        hmat, g, dm = normal_equations(shape, pm.basis32_exp, p, wts, rot, trans, cfg.landmark_sigma * pm.radius)
         c = hmat[:, 6:] @ expr + g
         diag = np.empty(len(c))
         diag[:6] = 1e-9 * hmat[np.arange(6), np.arange(6)].max()
@@ -299,7 +319,8 @@ class FaceModelFitter:
             diag[6:] += cfg.temporal
             c[6:] += cfg.temporal * expr_prev
         hmat[np.diag_indices(len(c))] += diag
-        x = box_qp(hmat, c, pm.lo_pose_exp, pm.hi_pose_exp, np.concatenate([np.zeros(6), expr]))
+        hi = pm.hi_pose_exp if hi is None else hi
+        x = box_qp(hmat, c, pm.lo_pose_exp, hi, np.concatenate([np.zeros(6), np.minimum(expr, hi[6:])]))
         # step size: rotation (rad), translation relative to depth, coefficient change
         step = max(float(np.abs(x[:3]).max()), float(np.abs(x[3:6]).max()) / dm,
                    float(np.abs(x[6:] - expr).max()) * 0.01 if len(expr) else 0.0)
@@ -329,7 +350,7 @@ class FaceModelFitter:
             free = (expr > pm.lo_pose_exp[6:] + 1e-9) & (expr < pm.hi_pose_exp[6:] - 1e-9)
         # only the columns the step moves: pose, identity and the free expression weights
         basis = np.concatenate([pm.basis32[:, :, :k_id], pm.basis32_exp[:, :, free]], axis=2)
-        h, rhs, _ = self._normal_equations(pm, shape, basis, p, wts, rot, trans)
+        h, rhs, _ = normal_equations(shape, basis, p, wts, rot, trans, cfg.landmark_sigma * pm.radius)
         e = expr[free]
         prior = np.full(len(e), cfg.exp_ridge + (cfg.temporal if expr_prev is not None else 0.0))
         rhs[6 + k_id:] -= cfg.exp_ridge * e + (cfg.exp_l1 if pm.exp_nonneg else 0.0)
@@ -343,20 +364,3 @@ class FaceModelFitter:
         info = h[np.ix_(ii, ii)] - h_ir @ np.linalg.solve(h[np.ix_(rr, rr)], h_ir.T)
         h[ii, ii] += cfg.id_measure_prior
         return anchor + np.linalg.solve(h, rhs)[6:6 + k_id], 0.5 * (info + info.T)
-
-    def _fuse_identity(self, track: TrackState, measured: np.ndarray, info: np.ndarray, conf: float) -> None:
-        """Information-form fusion of one frame's identity, weighted by its SIR confidence."""
-        cfg = self.config
-        if track.id_info is None or track.id_eta is None:
-            track.id_info = np.zeros_like(info)
-            track.id_eta = np.zeros(len(measured))
-        total = track.id_weight + conf
-        keep = 1.0 if total <= cfg.id_max_weight else (cfg.id_max_weight - conf) / max(track.id_weight, 1e-12)
-        track.id_info = keep * track.id_info + conf * info
-        track.id_eta = keep * track.id_eta + conf * info @ measured
-        track.id_weight = min(total, cfg.id_max_weight)
-        a = track.id_info.copy()
-        a[np.diag_indices(len(a))] += cfg.id_prior
-        track.identity = np.linalg.solve(a, track.id_eta)
-
-

@@ -8,16 +8,20 @@ import numpy as np
 
 from facetrack.tracker.core.schema import LANDMARK_COUNT
 from facetrack.tracker.facemodel.format import MorphableModel
+from facetrack.tracker.facemodel.priors import antagonist_pairs
+from facetrack.tracker.facemodel.rest_face import RestFaceCalibration
 
 FACE_OVAL = np.array([10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
                       148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109])
 """mediapipe's face-oval landmarks: they slide along the silhouette, so they get less weight."""
+CHIN = np.array([152, 148, 377, 176, 400, 175, 199, 171, 396, 208, 428, 200])
+"""Chin landmarks: the jaw is read from them (lips alone part without the jaw)."""
 
 
 class PreparedModel:
     """Landmark-level bases of one model (built once, shared by the tracks that use it)."""
 
-    def __init__(self, model: MorphableModel, contour_weight: float) -> None:
+    def __init__(self, model: MorphableModel, contour_weight: float, chin_weight: float = 1.0) -> None:
         self.model = model
         used = model.lmk_valid.copy()
         if "fit_landmarks" in model.extra:  # the model names the landmarks worth fitting
@@ -34,6 +38,7 @@ class PreparedModel:
         self.k = self.basis.shape[2]
         w = np.ones(LANDMARK_COUNT)
         w[FACE_OVAL] = contour_weight
+        w[CHIN] = chin_weight
         self.weight = w[self.idx]
         self.basis_flat = np.ascontiguousarray(self.basis.reshape(-1, self.k))  # (3N, K)
         self.basis_flat_exp = np.ascontiguousarray(self.basis_flat[:, self.k_id:])
@@ -49,6 +54,9 @@ class PreparedModel:
         self.exp_nonneg = lo >= 0.0
         self.lo_pose_exp = np.concatenate([np.full(6, -np.inf), np.full(self.k_exp, lo)])
         self.hi_pose_exp = np.concatenate([np.full(6, np.inf), np.full(self.k_exp, hi)])
+        self.pair_a, self.pair_b = antagonist_pairs()
+        self.lmk68_on_landmarks = bool(model.extra.get("lmk68_on_landmarks", False))
+        self.energy_cols = np.array([not n.startswith("eye") for n in model.exp_names], bool)
 
     def identity_shape(self, identity: np.ndarray) -> np.ndarray:
         """The neutral landmarks (N, 3) of a person; expression deltas are added to it per step."""
@@ -67,4 +75,29 @@ class TrackState:
     id_eta: np.ndarray | None = None  # accumulated information vector
     id_shape: np.ndarray | None = None  # landmarks of the current identity, no expression
     frames: int = 0
-    calib: object | None = None  # built-in rig calibration state
+    calib: object | None = None  # the generated rig's online neutral estimate (calibration.BuiltinCalibration)
+    rest: RestFaceCalibration | None = None  # rest-face collection while it runs (rest_face.py)
+    rest_offset: np.ndarray | None = None  # (N, 3) calibrated rest minus the identity's neutral
+    rest_info: dict | None = None  # how the rest face was found (source, frames)
+
+    def neutral_shape(self) -> np.ndarray:
+        """The track's neutral landmarks: identity plus the calibrated rest offsets when there are some."""
+        pm = self.prepared
+        base = pm.identity_shape(self.identity if self.identity is not None else np.zeros(pm.k_id))
+        return base if self.rest_offset is None else base + self.rest_offset
+
+    def fuse_identity(self, measured: np.ndarray, info: np.ndarray, conf: float, prior: float,
+                      max_weight: float) -> None:
+        """Information-form fusion of one frame's identity, weighted by its SIR confidence (capped at
+        `max_weight`, so the estimate stays adaptive), with an N(0, 1/prior) prior."""
+        if self.id_info is None or self.id_eta is None:
+            self.id_info = np.zeros_like(info)
+            self.id_eta = np.zeros(len(measured))
+        total = self.id_weight + conf
+        keep = 1.0 if total <= max_weight else (max_weight - conf) / max(self.id_weight, 1e-12)
+        self.id_info = keep * self.id_info + conf * info
+        self.id_eta = keep * self.id_eta + conf * info @ measured
+        self.id_weight = min(total, max_weight)
+        a = self.id_info.copy()
+        a[np.diag_indices(len(a))] += prior
+        self.identity = np.linalg.solve(a, self.id_eta)

@@ -111,3 +111,45 @@ def pose_step(shape: np.ndarray, p: np.ndarray, wts: np.ndarray, rot: np.ndarray
     jtj[np.diag_indices(6)] *= 1.0 + 1e-6
     delta = np.linalg.solve(jtj + 1e-12 * np.eye(6), j.T @ res)
     return rodrigues(delta[:3]) @ rot, trans + delta[3:]
+
+
+def normal_equations(shape: np.ndarray, basis: np.ndarray, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
+                     trans: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Gauss-Newton normal equations (H, g) of pose (6) and the coefficients of `basis` (3, N, K).
+
+    Exact perspective Jacobian, built column-wise in float32 without temporaries
+    (a fit is a few of these; numpy call overhead matters at this size), scaled
+    by the landmark precision (`sigma`: landmark noise in head units); also returns the mean depth.
+    """
+    y = shape @ rot.T
+    cam = y + trans
+    depth = -cam[:, 2]
+    inv = 1.0 / depth
+    px, py = cam[:, 0] * inv, cam[:, 1] * inv
+    sw = np.sqrt(wts)
+    swi = sw * inv
+    n, k = len(px), basis.shape[2]
+    jac = np.empty((2 * n, 6 + k), np.float32)
+    jx, jy = jac[:n], jac[n:]
+    y0, y1, y2 = y[:, 0], y[:, 1], y[:, 2]
+    # rows of D = d(projection)/d(camera point): swi [1, 0, px], swi [0, 1, py]; the
+    # rotation columns are y x D (a small rotation w moves y by w x y), translation D
+    jx[:, 0], jx[:, 1], jx[:, 2] = y1 * px * swi, (y2 - y0 * px) * swi, -y1 * swi
+    jy[:, 0], jy[:, 1], jy[:, 2] = (y1 * py - y2) * swi, -y0 * py * swi, y0 * swi
+    jx[:, 3], jx[:, 4], jx[:, 5] = swi, 0.0, px * swi
+    jy[:, 3], jy[:, 4], jy[:, 5] = 0.0, swi, py * swi
+    ax = ((rot[0] + px[:, None] * rot[2]) * swi[:, None]).astype(np.float32)  # D R: head-frame derivative
+    ay = ((rot[1] + py[:, None] * rot[2]) * swi[:, None]).astype(np.float32)
+    b0, b1, b2 = basis
+    np.multiply(ax[:, :1], b0, out=jx[:, 6:])
+    jx[:, 6:] += ax[:, 1:2] * b1
+    jx[:, 6:] += ax[:, 2:] * b2
+    np.multiply(ay[:, :1], b0, out=jy[:, 6:])
+    jy[:, 6:] += ay[:, 1:2] * b1
+    jy[:, 6:] += ay[:, 2:] * b2
+    res = np.empty(2 * n, np.float32)
+    res[:n] = (p[:, 0] - px) * sw
+    res[n:] = (p[:, 1] - py) * sw
+    dm = float((wts * depth).sum() / wts.sum())
+    prec = 1.0 / (sigma / dm) ** 2
+    return (jac.T @ jac).astype(np.float64) * prec, (jac.T @ res).astype(np.float64) * prec, dm

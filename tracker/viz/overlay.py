@@ -41,6 +41,8 @@ _CLOSED_RGB = (255, 60, 60)
 _BAR_RGB = (90, 180, 255)
 _TEXT_RGB = (255, 255, 255)
 _CLOSED_P = 0.5
+TOP_ROWS = 3
+"""Rows listing the frame's largest non-eye weights."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ def draw_label(image: np.ndarray, face: FaceResult) -> None:
 
 def panel_rows(face: FaceResult, names: tuple[str, ...]) -> int:
     """Rows of text and bars `draw_panel` uses for this face (lays out stacked panels)."""
-    return 4 + (len(names) if face.blendshapes is not None else 1)
+    return 4 + (len(names) + TOP_ROWS if face.blendshapes is not None else 1)
 
 
 def draw_panel(image: np.ndarray, face: FaceResult, origin: tuple[int, int],
@@ -214,6 +216,11 @@ def draw_panel(image: np.ndarray, face: FaceResult, origin: tuple[int, int],
         bx1, by0 = x1 - pad, by1 - round(9 * unit)
         cv2.rectangle(image, (bx0, by0), (bx1, by1), (90, 90, 90), 1)
         cv2.rectangle(image, (bx0, by0), (bx0 + round((bx1 - bx0) * value), by1), _BAR_RGB, -1)
+    # what this frame says most, whichever shapes those are (the bars above are a fixed set)
+    top = sorted(((v, n) for n, v in weights.items() if not n.startswith("eye")), reverse=True)[:TOP_ROWS]
+    for k, (v, n) in enumerate(top):
+        _text(image, f"top {k + 1}: {n} {v:.2f}" if v >= 0.05 else f"top {k + 1}: -",
+              (x0 + pad, baseline(4 + len(names) + k)), unit, size=0.85)
     return y1 - y0
 
 

@@ -1,0 +1,134 @@
+"""A track's rest face: what its landmarks look like when the person makes no expression.
+
+(This is the rest face of a model with identity modes, `--model builtin`; the generated rig's
+own online neutral estimate is `calibration.BuiltinCalibration`, a different thing.)
+
+Identity modes explain most of a person's own face shape, never all of it (40 modes of
+scans, and mediapipe's own way of placing points on that face); what is left would read
+as expression on every frame. So each track collects, over a warm-up window, the
+landmark offsets between its observed face (back-projected into the head frame at the
+fitted depth) and its identity's neutral, together with the frame's expression energy;
+the rest face is the median offset of the calmest frames (lowest energy). Expressions
+are then solved against identity + rest, so a neutral person reads ~0. Calibration can be
+restarted on demand (`recalibrate`: N seconds of a neutral face), saved and reused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from facetrack.tracker.facemodel.solve import box_qp
+
+NEUTRAL_FORMAT = "facetrack.neutral/1"
+
+
+class RestFaceOptions(BaseModel):
+    """How each track's rest face is found: automatically, from N seconds on demand, or from a file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float | None = Field(None, gt=0, description="The first N seconds of each track are a neutral face: "
+                                                          "its rest is taken from them (instead of the automatic "
+                                                          "warm-up).")
+    neutral: Path | None = Field(None, description="Start every track from this saved calibration (same actor).")
+    save_neutral: Path | None = Field(None, description="Write the first calibrated track's calibration here "
+                                                        "when the run ends.")
+
+
+@dataclass
+class RestFaceCalibration:
+    """Warm-up collection and the resulting rest offsets (N used landmarks, 3) of one track.
+
+    `window` frames are collected (auto: from the track's start; on demand: from the call);
+    the `keep` fraction with the lowest expression energy gives the rest face, provisionally
+    after `early` frames (so a track is not uncalibrated for seconds), finally after `window`.
+    """
+
+    window: int
+    keep: float = 0.3
+    early: int = 0  # a provisional rest after this many frames (0: none)
+    done: bool = False
+    offsets: list[np.ndarray] = field(default_factory=list)
+    energy: list[float] = field(default_factory=list)
+    rest: np.ndarray | None = None
+    frames_used: int = 0
+    source: str = "auto"
+
+    def add(self, observed: np.ndarray, energy: float) -> np.ndarray | None:
+        """Feed one frame's observed face (head frame); returns the calm frames' median when the window is full."""
+        self.offsets.append(observed.astype(np.float32))
+        self.energy.append(float(energy))
+        if len(self.offsets) not in (self.early, self.window):
+            return None
+        n = max(1, int(round(self.keep * len(self.offsets))))
+        calm = np.argsort(self.energy)[:n]
+        self.rest = np.median(np.stack(self.offsets)[calm], axis=0).astype(np.float64)
+        self.frames_used = n
+        if len(self.offsets) >= self.window:
+            self.offsets, self.energy = [], []
+            self.done = True
+        return self.rest
+
+
+def observed_shape(shape: np.ndarray, p: np.ndarray, rot: np.ndarray, trans: np.ndarray,
+                   present: np.ndarray) -> np.ndarray:
+    """The observed face in the head frame (N, 3): the fitted shape plus the 2D residual at its depth.
+
+    The observation is 2D: each point is placed at its fitted depth, so the camera's x/y
+    residual is rotated into the head frame; missing points keep the fitted shape.
+    """
+    cam = shape @ rot.T + trans
+    depth = -cam[:, 2:3]
+    resid = np.zeros_like(cam)
+    resid[:, :2] = (p * depth - cam[:, :2]) * present[:, None]
+    return shape + resid @ rot
+
+
+def capped_rest_offset(basis_exp: np.ndarray, offset: np.ndarray, cap: float) -> np.ndarray:
+    """The rest offsets (N, 3) kept: all that no expression explains, and expressions only up to `cap`.
+
+    A calm face can look a little like an expression (thick lips, low brows) or be a
+    held one (a person who smiles through the warm-up): a held expression must still
+    read, so the part of the rest that the expression shapes (`basis_exp`, (3N, K),
+    non-negative weights c) explain is subtracted only up to `cap` per shape.
+    """
+    off = offset.copy()
+    if cap >= 1.0:
+        return off
+    h = basis_exp.T @ basis_exp
+    h[np.diag_indices(len(h))] += 1e-6 * float(np.trace(h)) / len(h)
+    c = box_qp(h, basis_exp.T @ off.reshape(-1), np.zeros(len(h)), np.ones(len(h)))
+    return off - (basis_exp @ (c - np.minimum(c, cap))).reshape(-1, 3)
+
+
+def save_neutral(path: str | Path, model_id: str, identity: np.ndarray, rest: np.ndarray,
+                 landmarks: np.ndarray) -> Path:
+    """Write a track's calibration (identity and rest offsets of the used landmarks) for reuse."""
+    path = Path(path)
+    meta = {"format": NEUTRAL_FORMAT, "model_id": model_id}
+    np.savez(path, metadata=np.array(json.dumps(meta)), identity=np.asarray(identity, np.float32),
+             rest=np.asarray(rest, np.float32), landmarks=np.asarray(landmarks, np.int32))
+    return path
+
+
+def load_neutral(path: str | Path, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(identity, rest offsets, landmark indices) from a saved calibration of the same model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"neutral file {path} does not exist; save one with --save-neutral first")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["metadata"]))
+            out = z["identity"].astype(np.float64), z["rest"].astype(np.float64), z["landmarks"].astype(np.int64)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path} is not a facetrack neutral file ({exc})") from exc
+    if meta.get("format") != NEUTRAL_FORMAT:
+        raise ValueError(f"{path} has format {meta.get('format')!r}, expected {NEUTRAL_FORMAT}")
+    if meta.get("model_id") != model_id:
+        raise ValueError(f"{path} calibrates model {meta.get('model_id')!r}, not {model_id!r}: recalibrate")
+    return out
