@@ -97,5 +97,6 @@ def test_a_photo_says_closed_or_open_everywhere_mesh_included(media_dir, folder,
     eyes = ((face.eyes.left, face.blendshapes[BL]), (face.eyes.right, face.blendshapes[BR]))
     for k, (eye, weight) in enumerate(eyes):
         assert eye.closed is closed and bool(eye.p_closed >= 0.5) is closed and bool(weight >= 0.5) is closed
-        assert bool(mesh_opening[k] < 0.05) is closed and bool(eye.openness < 0.5) is closed
+        # closed: the mesh's lid gap is a small fraction of the open eye's (ICT's eyeBlink leaves ~0.1 on some faces)
+        assert bool(mesh_opening[k] < 0.15) is closed and bool(eye.openness < 0.5) is closed
     assert [e.kind for e in result.eye_events or []] == (["blink"] if closed else [])
