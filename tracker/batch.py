@@ -26,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 import click
@@ -93,6 +94,9 @@ class BatchConfig(BaseModel):
     max_frames: int | None = Field(default=None, ge=1, description="Track at most this many frames of each clip.")
     cpus_per_clip: float = Field(default=1.0, gt=0, description="Ray: CPUs each clip task requests.")
     gpus_per_clip: float = Field(default=0.0, ge=0, description="Ray: GPUs each clip task requests.")
+    memory_per_clip: float | None = Field(default=None, gt=0, description="Ray: GiB of memory each clip reserves.")
+    clip_timeout: float | None = Field(default=None, gt=0, description="Ray: seconds one clip may run.")
+    runtime_env: bool = Field(default=False, description="Ray: workers install this facetrack version themselves.")
 
     def tracker_config(self) -> TrackerConfig:
         return TrackerConfig(max_faces=self.max_faces, max_frames=self.max_frames)
@@ -166,6 +170,11 @@ class BatchProgress:
         task = self._lanes.get(lane)
         if task is not None:
             self._progress.update(task, completed=frames, total=expected)
+
+    def overall(self, frames: int, fps: float, eta_seconds: float | None) -> None:
+        """Frames done over all clips, their rate and the time left (Ray's driver reports it)."""
+        eta = f", about {eta_seconds / 60:.1f} min left" if eta_seconds is not None else ""
+        self._line(f"progress: {frames} frames at {fps:.1f} fps{eta}")
 
     def clip_done(self, record: ClipRecord) -> None:
         self._done += 1
@@ -241,6 +250,11 @@ class _Run:
 
     def started(self, name: str, worker: str, lane: str) -> None:
         record = self.manifest.clips[name]
+        if record.status == "running":  # Ray reran the clip after its worker died: another run
+            record.worker = worker
+            record.attempts += 1
+            save_manifest(self.out_dir, self.manifest)
+            return
         if record.status != "pending":  # a late event of a clip already finished
             return
         record.status, record.worker, record.started_at = "running", worker, time.time()
@@ -260,21 +274,30 @@ class _Run:
 def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> BatchReport:
     """Track every clip the config names; returns when all are done or on Ctrl-C / SIGTERM.
 
-    Raises InputError / ManifestError / RayUnavailableError before any clip starts when
-    the inputs, the output folder or the backend are unusable. A clip's own failure is
-    never raised: it is the clip's status in the report, the summary and the manifest.
+    Raises InputError / ManifestError / RayUnavailableError / ClusterRefusedError before
+    any clip starts (and before anything is written) when the inputs, the output folder
+    or the backend are unusable. A clip's own failure is never raised: it is the clip's
+    status in the report, the summary and the manifest.
     """
     t0 = time.time()
-    if config.ray_address is not None:
-        from facetrack.tracker.batch_ray import import_ray
-
-        import_ray()  # fail before anything is written
-    out_dir = config.out_dir.resolve()
-    config = config.model_copy(update={"out_dir": out_dir})
-    progress = progress or BatchProgress(Console(stderr=True), live=False, quiet=True)
     given = [absolute_spec(spec) for spec in config.inputs]
     if given:
         expand_inputs(given)  # a typo fails here, before the output folder is made
+    if config.ray_address is None:
+        return _run_batch(config, progress, given, None, t0)
+    from facetrack.tracker.batch_cluster import pinned_runtime_env, ray_session
+
+    runtime_env = pinned_runtime_env() if config.runtime_env else None
+    with ray_session(config.ray_address, config.workers, runtime_env) as ray:
+        return _run_batch(config, progress, given, ray, t0)
+
+
+def _run_batch(
+    config: BatchConfig, progress: BatchProgress | None, given: list[str], ray: ModuleType | None, t0: float
+) -> BatchReport:
+    out_dir = config.out_dir.resolve()
+    config = config.model_copy(update={"out_dir": out_dir})
+    progress = progress or BatchProgress(Console(stderr=True), live=False, quiet=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(out_dir):
         manifest = load_manifest(out_dir)
@@ -334,8 +357,8 @@ def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> Bat
         with progress:
             progress.begin(len(records), len(records) - len(jobs), backend, out_dir)
             try:
-                if jobs and config.ray_address is not None:
-                    _dispatch_ray(config, jobs, run)
+                if jobs and ray is not None:
+                    _dispatch_ray(ray, config, jobs, run)
                 elif jobs:
                     _dispatch_pool(config, jobs, run)
             except KeyboardInterrupt:
@@ -355,14 +378,17 @@ def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> Bat
     )  # fmt: skip
 
 
-def _dispatch_ray(config: BatchConfig, jobs: list[ClipJob], run: _Run) -> None:
-    from facetrack.tracker.batch_ray import ray_cluster, run_on_ray
+def _dispatch_ray(ray: ModuleType, config: BatchConfig, jobs: list[ClipJob], run: _Run) -> None:
+    from facetrack.tracker.batch_ray import RayCallbacks, TaskShape, run_on_ray
 
-    with ray_cluster(config.ray_address or "auto", config.workers) as ray:
-        run_on_ray(
-            ray, jobs, config.cpus_per_clip, config.gpus_per_clip,
-            on_start=lambda job: run.started(job.name, "ray", lane=job.name), on_done=run.finished,
-        )  # fmt: skip
+    memory = round(config.memory_per_clip * 2**30) if config.memory_per_clip else None
+    shape = TaskShape(config.cpus_per_clip, config.gpus_per_clip, memory, config.clip_timeout)
+    callbacks = RayCallbacks(
+        started=lambda name, worker: run.started(name, worker, lane=name),
+        frames=lambda name, frames, expected: run.progress.clip_frames(name, frames, expected),
+        done=run.finished, overall=run.progress.overall,
+    )  # fmt: skip
+    run_on_ray(ray, jobs, shape, callbacks)
 
 
 class _PoolRound:
@@ -518,7 +544,8 @@ def _print_report(console: Console, report: BatchReport) -> None:
     flag_value="auto",
     default=None,
     metavar="[ADDRESS]",
-    help="Run clips as Ray tasks: 'auto' (or no value) starts a local cluster; else a cluster address.",
+    help="Run clips as Ray tasks. No value or 'auto': RAY_ADDRESS, else the cluster running on this machine, else a "
+    "private loopback cluster for this run; or a cluster address (host:port, ray://host:port).",
 )
 @click.option(
     "--cpus-per-clip",
@@ -534,6 +561,23 @@ def _print_report(console: Console, report: BatchReport) -> None:
     show_default=True,
     help="Ray: GPUs each clip's task requests.",
 )
+@click.option(
+    "--memory-per-clip",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Ray: GiB of memory each clip's task reserves (Ray schedules by it; default: none reserved).",
+)
+@click.option(
+    "--clip-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Ray: seconds one clip may run before its task is cancelled and the clip failed.",
+)
+@click.option(
+    "--runtime-env",
+    is_flag=True,
+    help="Ray: nodes install this facetrack version (pip runtime_env) instead of needing it installed.",
+)
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Track at most N frames of each clip.")
 @click.option("--quiet", is_flag=True, help="No progress output, only the final report.")
@@ -546,6 +590,9 @@ def batch_command(
     ray_address: str | None,
     cpus_per_clip: float,
     gpus_per_clip: float,
+    memory_per_clip: float | None,
+    clip_timeout: float | None,
+    runtime_env: bool,
     max_faces: int,
     max_frames: int | None,
     quiet: bool,
@@ -564,7 +611,8 @@ def batch_command(
     try:
         config = BatchConfig(
             inputs=list(inputs), out_dir=out_dir, format=result_format, resume=resume, ray_address=ray_address,
-            cpus_per_clip=cpus_per_clip, gpus_per_clip=gpus_per_clip, max_faces=max_faces, max_frames=max_frames,
+            cpus_per_clip=cpus_per_clip, gpus_per_clip=gpus_per_clip, memory_per_clip=memory_per_clip,
+            clip_timeout=clip_timeout, runtime_env=runtime_env, max_faces=max_faces, max_frames=max_frames,
             **({"workers": workers} if workers is not None else {}),
         )  # fmt: skip
     except ValidationError as exc:
