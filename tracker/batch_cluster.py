@@ -198,6 +198,17 @@ def watch() -> None:
     os.killpg(0, signal.SIGKILL)
 
 
+def _group_running(group: int) -> bool:
+    """Whether a process of the group still runs (zombies waiting for an init that does not reap do not)."""
+    import psutil
+
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+    return False
+
+
 class PrivateCluster:
     """A loopback-only Ray head node for one batch run, owned by a watchdog process."""
 
@@ -237,12 +248,9 @@ class PrivateCluster:
                 self._watchdog.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._watchdog.wait(timeout=3 * STOP_SECONDS)
+        group = self._watchdog.pid
         deadline = time.monotonic() + 3 * STOP_SECONDS
-        while time.monotonic() < deadline:  # until the kernel has removed every process of the group
-            try:
-                os.killpg(self._watchdog.pid, 0)
-            except (ProcessLookupError, PermissionError):
-                break
+        while _group_running(group) and time.monotonic() < deadline:
             time.sleep(0.05)
         shutil.rmtree(self._temp_dir, ignore_errors=True)
 
