@@ -200,8 +200,6 @@ def test_sigterm_ends_a_ray_run_like_a_pool_run(head: Head, face_clip: Path, tmp
     assert not (out / ".work").exists()
 
 
-
-
 def test_private_cluster_is_gone_after_kill_9(clips: Path, tmp_path: Path) -> None:
     """No cluster anywhere: a private one starts; killing the batch with SIGKILL ends all of it."""
     before = set(Path(tempfile.gettempdir()).glob("facetrack-ray-*"))

@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Literal
 
 import click
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -85,7 +85,7 @@ class BatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: list[str] = Field(description="Folders, globs, files and @list files; on --resume, added to the run's.")
-    out_dir: Path
+    out_dir: Path | str = Field(description="A folder, or an fsspec URL (s3://, gs://, az://; see batch_storage).")
     workers: int = Field(default_factory=default_workers, ge=1, le=512, description="Pool size / local Ray CPUs.")
     format: ResultFormat = "parquet"
     resume: bool = False
@@ -98,6 +98,16 @@ class BatchConfig(BaseModel):
     clip_timeout: float | None = Field(default=None, gt=0, description="Ray: seconds one clip may run.")
     runtime_env: bool = Field(default=False, description="Ray: workers install this facetrack version themselves.")
 
+    @field_validator("out_dir", mode="before")
+    @classmethod
+    def _local_or_url(cls, value: object) -> object:
+        """URLs stay strings (a Path would fold `s3://b` into `s3:/b`); file:// and paths become Paths."""
+        from facetrack.tracker.batch_storage import is_remote, local_path
+
+        if isinstance(value, str):
+            return value if is_remote(value) else Path(local_path(value))
+        return value
+
     def tracker_config(self) -> TrackerConfig:
         return TrackerConfig(max_faces=self.max_faces, max_frames=self.max_frames)
 
@@ -108,7 +118,7 @@ class BatchConfig(BaseModel):
 class BatchReport(BaseModel):
     """The run's outcome: every clip of this invocation (skipped ones included), in input order."""
 
-    out_dir: Path
+    out_dir: Path | str
     clips: list[ClipRecord]
     skipped: int
     interrupted: bool
@@ -281,25 +291,46 @@ def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> Bat
     """
     t0 = time.time()
     given = [absolute_spec(spec) for spec in config.inputs]
+    if remote_inputs := [spec for spec in config.inputs if "://" in spec]:
+        raise InputError(
+            f"inputs must be local paths (URL inputs are not supported yet): {', '.join(remote_inputs)}; copy them "
+            "to a local or mounted folder first"
+        )
     if given:
         expand_inputs(given)  # a typo fails here, before the output folder is made
+    out_url = None
+    if isinstance(config.out_dir, str):
+        from facetrack.tracker.batch_storage import filesystem, staging_dir
+
+        filesystem(config.out_dir)  # an unknown scheme or a missing backend fails here
+        out_url, config = config.out_dir, config.model_copy(update={"out_dir": staging_dir(config.out_dir)})
     if config.ray_address is None:
-        return _run_batch(config, progress, given, None, t0)
+        return _run_batch(config, progress, given, None, t0, out_url)
     from facetrack.tracker.batch_cluster import pinned_runtime_env, ray_session
 
     runtime_env = pinned_runtime_env() if config.runtime_env else None
     with ray_session(config.ray_address, config.workers, runtime_env) as ray:
-        return _run_batch(config, progress, given, ray, t0)
+        return _run_batch(config, progress, given, ray, t0, out_url)
 
 
 def _run_batch(
-    config: BatchConfig, progress: BatchProgress | None, given: list[str], ray: ModuleType | None, t0: float
+    config: BatchConfig,
+    progress: BatchProgress | None,
+    given: list[str],
+    ray: ModuleType | None,
+    t0: float,
+    out_url: str | None,
 ) -> BatchReport:
-    out_dir = config.out_dir.resolve()
+    """The run itself; `out_url`: the output URL, with `config.out_dir` its local staging folder."""
+    from facetrack.tracker import batch_storage
+
+    out_dir = Path(config.out_dir).resolve()
     config = config.model_copy(update={"out_dir": out_dir})
     progress = progress or BatchProgress(Console(stderr=True), live=False, quiet=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(out_dir):
+        if out_url is not None:
+            batch_storage.pull_records(out_url, out_dir)
         manifest = load_manifest(out_dir)
         _check_resumable(manifest, config, out_dir)
         earlier = manifest.inputs if manifest is not None else []
@@ -324,7 +355,8 @@ def _run_batch(
         for clip in clips:
             name = stems[clip.path]
             previous = manifest.clips.get(name)
-            if previous is not None and previous.input == str(clip.path) and is_done(previous, out_dir):
+            done = batch_storage.is_done_remote if out_url is not None else is_done
+            if previous is not None and previous.input == str(clip.path) and done(previous, out_url or out_dir):
                 records.append(previous)
                 continue
             size, mtime_ns = input_stat(clip.path) or (None, None)
@@ -339,7 +371,7 @@ def _run_batch(
                     name=name,
                     input=str(clip.path),
                     extension=extension,
-                    out_dir=str(out_dir),
+                    out_dir=out_url or str(out_dir),
                     tracker=config.tracker_config().model_copy(update={"stream_id": name}),
                 )
             )
@@ -352,6 +384,9 @@ def _run_batch(
         (out_dir / WORK_DIR).mkdir()
         remove_stale_temporaries(out_dir)
         save_manifest(out_dir, manifest)
+        if out_url is not None:
+            batch_storage.clear_work(out_url)
+            batch_storage.push_records(out_url, out_dir)
         run = _Run(config, manifest, progress)
         interrupted = False
         with progress:
@@ -372,8 +407,10 @@ def _run_batch(
         save_manifest(out_dir, manifest)
         write_summary(out_dir, records, t0)
         shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
+        if out_url is not None:
+            batch_storage.push_records(out_url, out_dir)
     return BatchReport(
-        out_dir=out_dir, clips=records, skipped=entry.clips_skipped, interrupted=interrupted,
+        out_dir=out_url or out_dir, clips=records, skipped=entry.clips_skipped, interrupted=interrupted,
         wall_seconds=time.time() - t0,
     )  # fmt: skip
 
@@ -504,7 +541,7 @@ def _print_report(console: Console, report: BatchReport) -> None:
         f"{len(report.clips)} clips: {counts['ok']} ok, {counts['partial']} partial, {counts['failed']} failed"
         + (f", {counts['pending']} not done (interrupted: rerun with --resume)" if counts["pending"] else "")
         + f"; {report.skipped} skipped as already done; {frames} frames in {report.wall_seconds:.1f} s. "
-        f"Summary: {report.out_dir / 'summary.csv'}",
+        f"Summary: {str(report.out_dir).rstrip('/')}/summary.csv",
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
     for clip in report.clips:
@@ -518,8 +555,8 @@ def _print_report(console: Console, report: BatchReport) -> None:
     "-o",
     "--out-dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the result files, summary.csv/.json and manifest.json.",
+    help="Folder for the result files, summary.csv/.json and manifest.json; or an fsspec URL (s3://bucket/out, "
+    'gs://, az://; needs "facetrack[cloud]").',
 )
 @click.option(
     "-j",
@@ -583,7 +620,7 @@ def _print_report(console: Console, report: BatchReport) -> None:
 @click.option("--quiet", is_flag=True, help="No progress output, only the final report.")
 def batch_command(
     inputs: tuple[str, ...],
-    out_dir: Path,
+    out_dir: str,
     workers: int | None,
     result_format: str,
     resume: bool,

@@ -195,12 +195,19 @@ def _outcome(ray: ModuleType, ref: Any, job: ClipJob) -> ClipOutcome:
         outcome = ray.get(ref)
     except ray.exceptions.RayError as exc:
         return failed_outcome(job.name, f"Ray task failed: {type(exc).__name__}: {exc}")
-    if outcome.output is not None and not (Path(job.out_dir) / outcome.output).is_file():
+    if outcome.output is not None and not _visible(job.out_dir, outcome.output):
         return failed_outcome(
             job.name, f"{outcome.worker} wrote {outcome.output}, but it is not in {job.out_dir} here: the output "
             "folder must be on storage shared by every node, at the same path",
         )  # fmt: skip
     return outcome
+
+
+def _visible(out_dir: str, name: str) -> bool:
+    """Whether the driver sees the output a task reports (on a URL, or on shared storage)."""
+    from facetrack.tracker.batch_storage import exists, is_remote
+
+    return exists(out_dir, name) if is_remote(out_dir) else (Path(out_dir) / name).is_file()
 
 
 def _stop_overruns(ray: ModuleType, state: _Dispatch) -> None:

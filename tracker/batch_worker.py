@@ -111,8 +111,18 @@ def process_clip(job: ClipJob, tracker: Tracker, progress: Progress | None = Non
     """Track `job.input` with `tracker` (a Tracker, reused across clips) into `<out_dir>/<name><ext>`.
 
     Never raises for a bad clip: open failures, decode errors and sink errors become the
-    outcome's status and error text; only KeyboardInterrupt/SystemExit propagate.
+    outcome's status and error text; only KeyboardInterrupt/SystemExit propagate. An
+    output URL goes through `batch_storage` (written locally, then committed).
     """
+    if "://" in job.out_dir:
+        from facetrack.tracker.batch_storage import is_remote, process_remote
+
+        if is_remote(job.out_dir):
+            return process_remote(job, lambda local: _process_local(local, tracker, progress))
+    return _process_local(job, tracker, progress)
+
+
+def _process_local(job: ClipJob, tracker: Tracker, progress: Progress | None) -> ClipOutcome:
     from facetrack.adapters.file_sinks import PARTIAL_SUFFIX, open_file_sink
 
     out_dir = Path(job.out_dir)
