@@ -86,6 +86,24 @@ def test_outputs_on_s3_commit_atomically_and_resume(
     assert summary["totals"]["ok"] == 2 and summary["totals"]["frames"] == 10
     modified = {key: fs.info(key)["LastModified"] for key in fs.find("clips-out/run1") if key.endswith(".jsonl")}
 
+    # Inputs on S3 too: a prefix of clips, downloaded by the worker that tracks each.
+    fs.put(str(clips) + "/", "clips-out/in/", recursive=True)
+    from_s3 = subprocess.run(
+        [*BATCH, "s3://clips-out/in/", "--out-dir", "s3://clips-out/run2", "--max-frames", "3", "-j", "1"],
+        capture_output=True, text=True, env=env, timeout=180,
+    )  # fmt: skip
+    assert from_s3.returncode == 0, from_s3.stderr
+    fs.invalidate_cache()
+    rows = {row["clip"]: row for row in json.loads(fs.cat_file("clips-out/run2/summary.json"))["clips"]}
+    assert {name: (row["status"], row["frames"], row["input"]) for name, row in rows.items()} == {
+        "blank": ("ok", 3, "s3://clips-out/in/blank.mp4"), "face": ("ok", 3, "s3://clips-out/in/face.mp4"),
+    }  # fmt: skip
+    again = subprocess.run(
+        [*BATCH, "s3://clips-out/in/", "--out-dir", "s3://clips-out/run2", "--max-frames", "3", "--resume"],
+        capture_output=True, text=True, env=env, timeout=180,
+    )  # fmt: skip
+    assert again.returncode == 0 and "2 skipped as already done" in again.stderr, again.stderr
+
     # The next resume on another machine: no local staging folder, the URL's manifest is the run.
     env["XDG_CACHE_HOME"] = str(tmp_path / "other-cache")
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, env=env, timeout=180)

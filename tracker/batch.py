@@ -291,11 +291,6 @@ def run_batch(config: BatchConfig, progress: BatchProgress | None = None) -> Bat
     """
     t0 = time.time()
     given = [absolute_spec(spec) for spec in config.inputs]
-    if remote_inputs := [spec for spec in config.inputs if "://" in spec]:
-        raise InputError(
-            f"inputs must be local paths (URL inputs are not supported yet): {', '.join(remote_inputs)}; copy them "
-            "to a local or mounted folder first"
-        )
     if given:
         expand_inputs(given)  # a typo fails here, before the output folder is made
     out_url = None
@@ -348,7 +343,8 @@ def _run_batch(
         else:
             manifest.inputs = specs
             manifest.ended_at = None
-        stems = assign_stems(clips, {Path(r.input): name for name, r in manifest.clips.items()})
+        earlier_stems = {(r.input if "://" in r.input else Path(r.input)): name for name, r in manifest.clips.items()}
+        stems = assign_stems(clips, earlier_stems)
         records: list[ClipRecord] = []
         jobs: list[ClipJob] = []
         extension = f".{config.format}"
@@ -571,7 +567,9 @@ def _print_report(console: Console, report: BatchReport) -> None:
     type=click.Choice(["parquet", "npz", "jsonl", "csv"]),
     default="parquet",
     show_default=True,
-    help="Result file format, one file per clip.",
+    help="Result file format, one file per clip. Parquet/CSV/NPZ hold frame fields, track, bbox, pose, the 52 ARKit "
+    "blendshapes and the landmarks; eye state, mouth openness, identity/expression coefficients, the 68 points "
+    "and eye events are in jsonl only (nested per face/frame; see docs/batch.md).",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out-dir: skip finished clips, redo the rest.")
 @click.option(

@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from facetrack.tracker.errors import FacetrackError
@@ -105,6 +105,30 @@ def push_records(url: str, staging: Path) -> None:
             fs.put_file(str(staging / name), join(path, name))
 
 
+def expand_url(spec: str, suffixes: frozenset[str]) -> list[tuple[str, PurePosixPath]]:
+    """(URL, path relative to the spec) of each video a URL names: an object, a prefix (recursively), a glob."""
+    fs, path = filesystem(spec)
+    scheme = url_scheme(spec)
+
+    def url(key: str) -> str:
+        return fs.unstrip_protocol(key) if hasattr(fs, "unstrip_protocol") else f"{scheme}://{key}"
+
+    if any(char in path for char in "*?["):
+        keys = sorted(fs.glob(path))
+        root = PurePosixPath(path.split("*")[0].split("?")[0].split("[")[0]).parent
+    elif fs.isdir(path):
+        keys, root = sorted(fs.find(path)), PurePosixPath(path)
+    elif fs.isfile(path):
+        return [(url(path), PurePosixPath(PurePosixPath(path).name))]
+    else:
+        return []
+    return [
+        (url(key), PurePosixPath(key).relative_to(root))
+        for key in keys
+        if PurePosixPath(key).suffix.lower() in suffixes
+    ]
+
+
 def exists(url: str, name: str) -> bool:
     fs, path = filesystem(url)
     return bool(fs.isfile(join(path, name)))
@@ -112,11 +136,11 @@ def exists(url: str, name: str) -> bool:
 
 def is_done_remote(record: Any, url: str) -> bool:
     """`batch_manifest.is_done` for an output URL: ok, its object present, its input unchanged."""
-    from facetrack.tracker.batch_manifest import input_stat as local_stat
+    from facetrack.tracker.batch_manifest import input_stat as any_stat
 
     if record.status != "ok" or record.output is None or not exists(url, record.output):
         return False
-    return local_stat(Path(record.input)) == (record.size, record.mtime_ns)
+    return any_stat(record.input) == (record.size, record.mtime_ns)
 
 
 def process_remote(job: Any, run: Any) -> Any:

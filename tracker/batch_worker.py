@@ -114,6 +114,14 @@ def process_clip(job: ClipJob, tracker: Tracker, progress: Progress | None = Non
     outcome's status and error text; only KeyboardInterrupt/SystemExit propagate. An
     output URL goes through `batch_storage` (written locally, then committed).
     """
+    if "://" in job.input:
+        from facetrack.tracker.batch_storage import StorageError, local_copy
+
+        try:
+            with local_copy(job.input) as path:
+                return process_clip(job.model_copy(update={"input": str(path)}), tracker, progress)
+        except (OSError, StorageError) as exc:
+            return failed_outcome(job.name, f"cannot read {job.input}: {type(exc).__name__}: {exc}")
     if "://" in job.out_dir:
         from facetrack.tracker.batch_storage import is_remote, process_remote
 
