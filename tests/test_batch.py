@@ -238,6 +238,7 @@ def test_colliding_names_lists_and_globs(tmp_path: Path, blank_clip: Path) -> No
     assert not (work / "out2").exists()
 
 
+@pytest.mark.slow
 def test_ray_local_cluster_gives_the_same_outputs(tmp_path: Path, short_face_clip: Path, second_clip: Path) -> None:
     pytest.importorskip("ray", reason='Ray is an optional extra: pip install "facetrack[ray]"')
     clips = tmp_path / "clips"

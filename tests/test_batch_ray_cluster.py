@@ -34,6 +34,7 @@ _RAY_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY
 @dataclass
 class Head:
     address: str
+    client_address: str
     process: subprocess.Popen
 
 
@@ -71,13 +72,15 @@ def _living(group: int, timeout: float) -> list[psutil.Process]:
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
     """A 2-CPU head node on 127.0.0.1 with token authentication, for this module's tests."""
     home = tmp_path_factory.mktemp("home")
-    with socket.socket() as sock:
+    with socket.socket() as sock, socket.socket() as client_sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        client_sock.bind(("127.0.0.1", 0))
+        port, client_port = sock.getsockname()[1], client_sock.getsockname()[1]
     temp = Path(tmp_path_factory.mktemp("ray", numbered=True))
     command = [
         sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address=127.0.0.1",
         f"--port={port}", "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}",
+        f"--ray-client-server-port={client_port}",
     ]  # fmt: skip
     log = open(temp / "start.log", "wb")  # noqa: SIM115 - open for the cluster's life
     process = subprocess.Popen(
@@ -88,7 +91,7 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
     while not (temp / "ray_current_cluster").exists():
         assert process.poll() is None and time.monotonic() < deadline, (temp / "start.log").read_text()
         time.sleep(0.2)
-    yield Head(f"127.0.0.1:{port}", process)
+    yield Head(f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}", process)
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=10)
@@ -153,6 +156,16 @@ def test_explicit_address_with_the_token_file_then_a_refused_token(head: Head, c
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "refused our authentication token" in lines[0], refused.stderr
     assert not refused_out.exists()
+
+
+def test_ray_client_address(head: Head, clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = batch(
+        clips / "b.mp4", "-o", out, "--max-frames", 4, "--ray", head.client_address,
+        env=_env(tmp_path, RAY_AUTH_TOKEN=TOKEN),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _statuses(out) == {"b": ("ok", 4)}
 
 
 def test_clip_timeout_fails_the_overrunning_clip(head: Head, clips: Path, tmp_path: Path) -> None:

@@ -310,11 +310,10 @@ def ray_session(requested: str, num_cpus: int, runtime_env: dict[str, object] | 
         ray = import_ray()
         probe(address)
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # Ray Client (ray://) forwards every non-default argument to the server's ray.init: keep to its own.
+        local_only = {} if address.startswith("ray://") else {"configure_logging": False, "log_to_driver": False}
         try:
-            ray.init(
-                address=address, _node_ip_address=node_ip, runtime_env=runtime_env, configure_logging=False,
-                log_to_driver=False,
-            )  # fmt: skip
+            ray.init(address=address, _node_ip_address=node_ip, runtime_env=runtime_env, **local_only)
         except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as exc:
             raise ClusterRefusedError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
         finally:
