@@ -6,10 +6,11 @@ its first frame) removes the `.partial` and leaves an earlier `<name>` as it was
 every frame (a crash loses at most the line being written); Parquet is written in row
 groups of `PARQUET_ROW_GROUP` rows; NPZ cannot append, so it is written at close.
 
-JSON lines are lossless. The tabular formats (CSV, Parquet, NPZ) hold one row per face
+JSON lines and Parquet are lossless. The tabular formats (CSV, Parquet, NPZ) hold one row per face
 per frame (a frame without faces gets one row with `track_id` -1) and carry the frame
-fields, track id, score, bbox, pose, blendshapes and landmarks; eye state, mouth
-openness, coefficients, landmarks68, dropped_frames and publish_time are JSON-lines only.
+fields, track id, score, bbox, pose, blendshapes and landmarks; Parquet also carries eye
+state, mouth openness, coefficients, landmarks68, eye events, dropped_frames and
+publish_time (`parquet_extras`); in CSV and NPZ those are left out.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facetrack.adapters.codec import decode_message, encode_message
+from facetrack.adapters.parquet_extras import Row, apply_extras, extra_columns, extra_fields
 from facetrack.tracker.errors import ProtocolError, SinkError
 from facetrack.tracker.schema import (
     ARKIT_BLENDSHAPES,
@@ -224,7 +226,8 @@ class CsvSink(_FileSink):
 
 
 def parquet_schema(landmark_count: int = LANDMARK_COUNT) -> pa.Schema:
-    """CSV's columns, but landmarks (x,y,z per point, flat) and blendshapes as fixed-size lists.
+    """CSV's columns, but landmarks (x,y,z per point, flat) and blendshapes as fixed-size lists,
+    then the columns of `parquet_extras` (eye state, coefficients, landmarks68, events...).
 
     Face columns are null on a no-face row; the list columns are all-NaN there, and
     blendshapes are all-NaN when not fitted (see `_fixed_lists` for why not null).
@@ -240,6 +243,7 @@ def parquet_schema(landmark_count: int = LANDMARK_COUNT) -> pa.Schema:
         *(pa.field(name, pa.float64()) for name in _FACE_FLOATS),
         pa.field("blendshapes", pa.list_(pa.float32(), len(ARKIT_BLENDSHAPES)), nullable=False),
         pa.field("landmarks", pa.list_(pa.float32(), 3 * landmark_count), nullable=False),
+        *extra_fields(),
     ]
     return pa.schema(fields)
 
@@ -270,6 +274,7 @@ class ParquetSink(_FileSink):
         self._writer: pq.ParquetWriter | None = None
         self._frames: list[tuple[int, float | None, float, str, int, int]] = []
         self._faces: list[FaceResult | None] = []
+        self._rows: list[Row] = []
 
     def _write(self, result: FrameResult) -> None:
         frame = (
@@ -280,9 +285,10 @@ class ParquetSink(_FileSink):
             int(result.width),
             int(result.height),
         )
-        for face in result.faces or [None]:
+        for i, face in enumerate(result.faces or [None]):
             self._frames.append(frame)
             self._faces.append(face)
+            self._rows.append((result, i == 0, face))
         if len(self._faces) >= PARQUET_ROW_GROUP:
             self._flush_rows()
 
@@ -302,8 +308,8 @@ class ParquetSink(_FileSink):
     def _flush_rows(self) -> None:
         count = self.landmark_count
         writer = self._open_writer()
-        faces, frames = self._faces, self._frames
-        self._faces, self._frames = [], []
+        faces, frames, rows = self._faces, self._frames, self._rows
+        self._faces, self._frames, self._rows = [], [], []
         columns: dict[str, Any] = {
             name: list(values) for name, values in zip(FRAME_COLUMNS, zip(*frames, strict=True), strict=True)
         }
@@ -315,6 +321,7 @@ class ParquetSink(_FileSink):
         columns["landmarks"] = _fixed_lists(
             [None if f is None else _flat_landmarks(f, count) for f in faces], 3 * count
         )
+        columns.update(extra_columns(rows))
         writer.write_table(pa.table(columns, schema=writer.schema), row_group_size=len(faces))
         self._file.flush()
 
@@ -432,7 +439,11 @@ def read_results(path: str | os.PathLike[str]) -> list[FrameResult]:
     if extension == ".csv":
         return _group(_csv_rows(source))
     if extension == ".parquet":
-        return _group(_parquet_rows(source))
+        table = pq.read_table(source)
+        rows = list(_parquet_rows(source, table))
+        results = _group(iter(rows))
+        apply_extras(table, [frame for frame, _ in rows], results)
+        return results
     if extension == ".npz":
         return _read_npz(source)
     raise ValueError(f"cannot read {source}: unknown extension {extension!r}; supported: {SUPPORTED_EXTENSIONS}")
@@ -529,8 +540,8 @@ def _list_rows(column: pa.ChunkedArray) -> np.ndarray:
     return values.reshape(len(array), size)
 
 
-def _parquet_rows(path: Path) -> Iterator[_Row]:
-    table = pq.read_table(path)
+def _parquet_rows(path: Path, table: pa.Table | None = None) -> Iterator[_Row]:
+    table = pq.read_table(path) if table is None else table
     frames = zip(*(table.column(name).to_pylist() for name in FRAME_COLUMNS), strict=True)
     track_ids = table.column("track_id").to_pylist()
     scalars = zip(*(table.column(name).to_pylist() for name in _FACE_FLOATS), strict=True)
