@@ -567,9 +567,9 @@ def _print_report(console: Console, report: BatchReport) -> None:
     type=click.Choice(["parquet", "npz", "jsonl", "csv"]),
     default="parquet",
     show_default=True,
-    help="Result file format, one file per clip. Parquet/CSV/NPZ hold frame fields, track, bbox, pose, the 52 ARKit "
-    "blendshapes and the landmarks; eye state, mouth openness, identity/expression coefficients, the 68 points "
-    "and eye events are in jsonl only (nested per face/frame; see docs/batch.md).",
+    help="Result file format, one file per clip. jsonl and parquet hold every field; csv and npz leave out eye "
+    "state, mouth openness, identity/expression coefficients, the 68 points and eye events (variable per face and "
+    "frame; see docs/batch.md).",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out-dir: skip finished clips, redo the rest.")
 @click.option(
