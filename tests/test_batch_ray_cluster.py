@@ -23,6 +23,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from facetrack.tracker.batch_cluster import session_members
+
 pytest.importorskip("ray", reason='Ray is an optional extra: pip install "facetrack[ray]"')
 pytestmark = [pytest.mark.media, pytest.mark.slow]
 
@@ -45,27 +47,6 @@ def _env(home: Path, **values: str) -> dict[str, str]:
     env["RAY_TMPDIR"] = str(home / "raytmp")  # no `ray start` cluster of anyone else is "the local one"
     env.update(values)
     return env
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
-
-
-def _living(group: int, timeout: float) -> list[psutil.Process]:
-    """The processes of a process group that are still running after `timeout` (zombies do not count)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = []
-        for process in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                if _pgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(process)
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +78,13 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    assert not _living(process.pid, timeout=15)
+    deadline = time.monotonic() + 15
+    while (left := session_members(process.pid)) and time.monotonic() < deadline:
+        for pid in left:  # Ray gives workers process groups of their own, in the same session
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    assert not session_members(process.pid)
     log.close()
 
 
@@ -180,12 +165,37 @@ def test_clip_timeout_fails_the_overrunning_clip(head: Head, clips: Path, tmp_pa
     assert not (out / "a.parquet").exists()
 
 
-def _ray_task_workers() -> list[psutil.Process]:
+def _ray_task_workers(head: Head) -> list[psutil.Process]:
+    """The head's task workers running a clip (only this cluster's: descendants of its `ray start`)."""
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):
-        if "_ray_task" in (process.info["name"] or "") + " ".join(process.info["cmdline"] or []):
-            found.append(process)
+        with contextlib.suppress(psutil.Error):
+            named = "_ray_task" in (process.info["name"] or "") + " ".join(process.info["cmdline"] or [])
+            ours = head.process.pid in {parent.pid for parent in process.parents()}
+            if named and ours and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
     return found
+
+
+def test_a_killed_task_worker_is_rerun_and_counted_as_a_run(head: Head, face_clip: Path, tmp_path: Path) -> None:
+    """Ray reruns the task whose worker died; the manifest counts both runs and the output is whole."""
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [*BATCH, str(face_clip), "-o", str(out), "--ray", head.address, "--max-frames", "150"],
+        env=_env(tmp_path, RAY_AUTH_TOKEN=TOKEN), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (workers := _ray_task_workers(head)) or not (
+        (out / "manifest.json").exists() and '"status": "running"' in (out / "manifest.json").read_text()
+    ):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    for worker in workers:
+        worker.kill()
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 0, stderr
+    clip = next(iter(json.loads((out / "manifest.json").read_text())["clips"].values()))
+    assert (clip["status"], clip["frames"], clip["attempts"]) == ("ok", 150, 2)
 
 
 def test_sigterm_ends_a_ray_run_like_a_pool_run(head: Head, face_clip: Path, tmp_path: Path) -> None:
@@ -209,7 +219,7 @@ def test_sigterm_ends_a_ray_run_like_a_pool_run(head: Head, face_clip: Path, tmp
     assert clip["status"] == "pending"
     assert (out / "summary.json").exists() and not list(out.glob("*.parquet"))
     time.sleep(1)
-    assert not [p for p in _ray_task_workers() if p.status() == psutil.STATUS_RUNNING]
+    assert not [p for p in _ray_task_workers(head) if p.status() == psutil.STATUS_RUNNING]
     assert not (out / ".work").exists()
 
 
@@ -229,9 +239,12 @@ def test_private_cluster_is_gone_after_kill_9(clips: Path, tmp_path: Path) -> No
     assert len(mine) == 1
     marker = mine.pop().name
     named = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
-    assert named  # gcs_server and raylet name the cluster's temp dir; workers are in their process group
-    group = os.getpgid(named[0].pid)
-    assert _living(group, timeout=0)
+    assert named  # gcs_server and raylet name the cluster's temp dir; workers and actors are in their session
+    session = os.getsid(named[0].pid)
+    assert len(session_members(session)) >= 4  # watchdog, ray start, gcs_server, raylet, agents, workers
     process.kill()
     process.wait()
-    assert not _living(group, timeout=15)
+    deadline = time.monotonic() + 15
+    while session_members(session) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not session_members(session)

@@ -8,8 +8,8 @@ private cluster for this run. `--ray ADDRESS` takes any address Ray takes (`host
 turns on `RAY_AUTH_MODE=token` unless the user set the mode.
 
 The private cluster is `ray start --head --block` on 127.0.0.1 with no dashboard and a
-random token of its own, run by a watchdog process that ends the cluster's whole
-process group when our end of its pipe closes: at the end of the run, and also when
+random token of its own, run by a watchdog process that ends every process of the
+cluster's session when our end of its pipe closes: at the end of the run, and also when
 the batch process is killed with SIGKILL. Ray 2.60's gcs_server and raylet listen on
 every interface whatever `--node-ip-address` says; the per-run token is what keeps
 other machines out (docs/batch.md).
@@ -181,32 +181,44 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def watch() -> None:
-    """The watchdog: run `ray start ... --block` (argv) until stdin closes, then end the process group.
+def session_members(session: int) -> list[int]:
+    """The running processes of a session (zombies waiting for an init that does not reap them excluded).
 
-    Started as a session leader, so the cluster's processes (gcs_server, raylet, agents,
-    task workers) are all in its group; stdin closes when the batch process stops the
-    cluster or dies, however it dies.
+    Sessions, not process groups: Ray puts each task worker and actor in a process group
+    of its own, but they stay in the session of the `ray start` that spawned them.
     """
-    child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL)
-    sys.stdin.buffer.read()
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(0, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        child.wait(timeout=STOP_SECONDS)
-    os.killpg(0, signal.SIGKILL)
-
-
-def _group_running(group: int) -> bool:
-    """Whether a process of the group still runs (zombies waiting for an init that does not reap do not)."""
     import psutil
 
-    for process in psutil.process_iter():
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
-                return True
-    return False
+    members = []
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getsid(pid) == session and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                members.append(pid)
+    return members
+
+
+def _signal_session(session: int, sig: signal.Signals) -> None:
+    for pid in session_members(session):
+        if pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+
+def watch() -> None:
+    """The watchdog: run `ray start ... --block` (argv) until stdin closes, then end the whole session.
+
+    Started as a session leader, so every process of the cluster (gcs_server, raylet,
+    agents, task workers, actors) is in its session; stdin closes when the batch process
+    stops the cluster or dies, however it dies.
+    """
+    session = os.getsid(0)
+    child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL)
+    sys.stdin.buffer.read()
+    _signal_session(session, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _signal_session(session, signal.SIGKILL)
 
 
 class PrivateCluster:
@@ -248,9 +260,9 @@ class PrivateCluster:
                 self._watchdog.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._watchdog.wait(timeout=3 * STOP_SECONDS)
-        group = self._watchdog.pid
+        session = self._watchdog.pid
         deadline = time.monotonic() + 3 * STOP_SECONDS
-        while _group_running(group) and time.monotonic() < deadline:
+        while session_members(session) and time.monotonic() < deadline:
             time.sleep(0.05)
         shutil.rmtree(self._temp_dir, ignore_errors=True)
 
