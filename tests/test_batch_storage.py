@@ -111,3 +111,28 @@ def test_outputs_on_s3_commit_atomically_and_resume(
     assert "2 skipped as already done" in resumed.stderr
     fs.invalidate_cache()
     assert {key: fs.info(key)["LastModified"] for key in modified} == modified
+
+
+@pytest.mark.media
+@pytest.mark.slow
+def test_ray_workers_write_to_s3(s3: dict[str, str], tmp_path: Path, short_face_clip: Path) -> None:
+    """The Ray path: task workers (in a private cluster) upload and commit the results themselves."""
+    pytest.importorskip("ray", reason='Ray is an optional extra: pip install "facetrack[ray]"')
+    import os
+
+    import s3fs
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(s3, RAY_TMPDIR=str(tmp_path / "raytmp"))  # no other cluster on this machine is used
+    done = subprocess.run(
+        [*BATCH, str(short_face_clip), "--out-dir", "s3://clips-out/ray", "--max-frames", "4", "--ray", "-j", "1"],
+        capture_output=True, text=True, env=env, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    assert sorted(Path(key).name for key in fs.find("clips-out/ray")) == [
+        "face40.parquet", "manifest.json", "summary.csv", "summary.json",
+    ]  # fmt: skip
+    manifest = json.loads(fs.cat_file("clips-out/ray/manifest.json"))
+    assert manifest["clips"]["face40"]["worker"] and manifest["runs"][0]["backend"].startswith("Ray")
