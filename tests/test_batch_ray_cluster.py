@@ -38,6 +38,7 @@ class Head:
     address: str
     client_address: str
     process: subprocess.Popen
+    ray_tmpdir: Path
 
 
 def _env(home: Path, **values: str) -> dict[str, str]:
@@ -57,7 +58,9 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
         sock.bind(("127.0.0.1", 0))
         client_sock.bind(("127.0.0.1", 0))
         port, client_port = sock.getsockname()[1], client_sock.getsockname()[1]
-    temp = Path(tmp_path_factory.mktemp("ray", numbered=True))
+    root = tmp_path_factory.mktemp("raytmp")  # as RAY_TMPDIR: Ray records the cluster in root/ray/
+    temp = root / "ray"
+    temp.mkdir()
     command = [
         sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address=127.0.0.1",
         f"--port={port}", "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}",
@@ -72,7 +75,7 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
     while not (temp / "ray_current_cluster").exists():
         assert process.poll() is None and time.monotonic() < deadline, (temp / "start.log").read_text()
         time.sleep(0.2)
-    yield Head(f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}", process)
+    yield Head(f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}", process, root)
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=10)
@@ -119,6 +122,20 @@ def test_bare_ray_attaches_to_ray_address_with_the_token_from_env(head: Head, cl
     manifest = json.loads((out / "manifest.json").read_text())
     assert all(clip["attempts"] == 1 and clip["worker"] for clip in manifest["clips"].values())
     assert "progress: 12 frames" in done.stderr
+
+
+def test_bare_ray_finds_the_cluster_running_on_this_machine(head: Head, clips: Path, tmp_path: Path) -> None:
+    """No RAY_ADDRESS: the cluster `ray start` recorded here, as ray.init("auto") finds it; the token from ~/.ray."""
+    token_home = tmp_path / "home"
+    (token_home / ".ray").mkdir(parents=True)
+    (token_home / ".ray" / "auth_token").write_text(TOKEN)
+    out = tmp_path / "out"
+    env = _env(token_home, RAY_TMPDIR=str(head.ray_tmpdir))
+    done = batch(clips / "a.mp4", "-o", out, "--max-frames", 3, "--ray", env=env)
+    assert done.returncode == 0, done.stderr
+    backend = json.loads((out / "manifest.json").read_text())["runs"][0]["backend"]
+    port = head.address.rsplit(":", 1)[1]
+    assert backend.startswith("Ray (auto -> ") and backend.endswith(f":{port})")  # Ray records the host's own IP
 
 
 def test_explicit_address_with_the_token_file_then_a_refused_token(head: Head, clips: Path, tmp_path: Path) -> None:

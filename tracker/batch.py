@@ -318,6 +318,7 @@ def _run_batch(
 ) -> BatchReport:
     """The run itself; `out_url`: the output URL, with `config.out_dir` its local staging folder."""
     from facetrack.tracker import batch_storage
+    from facetrack.tracker.batch_cluster import cluster_label
 
     out_dir = Path(config.out_dir).resolve()
     config = config.model_copy(update={"out_dir": out_dir})
@@ -334,7 +335,7 @@ def _run_batch(
             raise InputError("no inputs: name folders, globs, files or @lists (or --resume an existing run)")
         clips = expand_inputs(specs)
         backend = (
-            f"Ray ({config.ray_address})" if config.ray_address
+            f"Ray ({cluster_label(config.ray_address, ray)})" if config.ray_address and ray is not None
             else f"{config.workers} worker process{'es' if config.workers > 1 else ''}"
         )  # fmt: skip
         versions = _versions(config.ray_address is not None)

@@ -267,6 +267,15 @@ class PrivateCluster:
         shutil.rmtree(self._temp_dir, ignore_errors=True)
 
 
+def cluster_label(requested: str, ray: ModuleType) -> str:
+    """`requested`, and the cluster it resolved to when that differs (what the manifest records)."""
+    with contextlib.suppress(Exception):  # Ray Client has no GCS address to report
+        address = ray.get_runtime_context().gcs_address
+        if address and address != requested:
+            return f"{requested} -> {address}"
+    return requested
+
+
 def pinned_runtime_env() -> dict[str, object]:
     """A runtime_env with which nodes lacking facetrack pip-install exactly this version for its tasks.
 
