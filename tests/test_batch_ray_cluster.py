@@ -265,3 +265,4 @@ def test_private_cluster_is_gone_after_kill_9(clips: Path, tmp_path: Path) -> No
     while session_members(session) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not session_members(session)
+    assert not (Path(tempfile.gettempdir()) / marker).exists()  # the watchdog removed the cluster's folder

@@ -205,20 +205,25 @@ def _signal_session(session: int, sig: signal.Signals) -> None:
 
 
 def watch() -> None:
-    """The watchdog: run `ray start ... --block` (argv) until stdin closes, then end the whole session.
+    """The watchdog: run `ray start ... --block` (argv[2:]) until stdin closes, then end the whole session.
 
     Started as a session leader, so every process of the cluster (gcs_server, raylet,
     agents, task workers, actors) is in its session; stdin closes when the batch process
-    stops the cluster or dies, however it dies.
+    stops the cluster or dies, however it dies. Then the cluster's temporary folder
+    (argv[1]) is removed.
     """
     session = os.getsid(0)
-    child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL)
+    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
     sys.stdin.buffer.read()
     _signal_session(session, signal.SIGTERM)
     deadline = time.monotonic() + STOP_SECONDS
     while child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     _signal_session(session, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_SECONDS
+    while [pid for pid in session_members(session) if pid != os.getpid()] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shutil.rmtree(sys.argv[1], ignore_errors=True)
 
 
 class PrivateCluster:
@@ -231,7 +236,7 @@ class PrivateCluster:
         self._temp_dir = Path(tempfile.mkdtemp(prefix="facetrack-ray-"))
         self._log = self._temp_dir / "start.log"
         command = [
-            sys.executable, "-c", "from facetrack.tracker.batch_cluster import watch; watch()",
+            sys.executable, "-c", "from facetrack.tracker.batch_cluster import watch; watch()", str(self._temp_dir),
             sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
             "--node-ip-address=127.0.0.1", f"--port={self.port}", f"--num-cpus={num_cpus}",
             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self._temp_dir}",
