@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from facetrack.adapters.file_sinks import read_results
 from facetrack.tracker.batch.run import BatchConfig
 from facetrack.tracker.batch.storage import StorageError, filesystem, is_remote, local_path
 
@@ -83,8 +84,8 @@ def test_outputs_on_s3_commit_atomically_and_resume(
     fs.invalidate_cache()
     names = sorted(Path(key).name for key in fs.find("clips-out/run1"))
     assert names == ["blank.jsonl", "face.jsonl", "manifest.json", "summary.csv", "summary.json"]
-    face = fs.cat_file("clips-out/run1/face.jsonl").decode().splitlines()
-    assert [json.loads(line)["frame_index"] for line in face] == list(range(5))
+    fs.get_file("clips-out/run1/face.jsonl", str(tmp_path / "face.jsonl"))
+    assert [frame.frame_index for frame in read_results(tmp_path / "face.jsonl")] == list(range(5))
     summary = json.loads(fs.cat_file("clips-out/run1/summary.json"))
     assert summary["totals"]["ok"] == 2 and summary["totals"]["frames"] == 10
     modified = {key: fs.info(key)["LastModified"] for key in fs.find("clips-out/run1") if key.endswith(".jsonl")}
