@@ -20,8 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import psutil
 import pytest
+from conftest import encode_clip
 
 from facetrack.tracker.batch.cluster import session_members
 
@@ -170,10 +172,18 @@ def test_ray_client_address(head: Head, clips: Path, tmp_path: Path) -> None:
     assert _statuses(out) == {"b": ("ok", 4)}
 
 
-def test_clip_timeout_fails_the_overrunning_clip(head: Head, clips: Path, tmp_path: Path) -> None:
+def _long_clip(short: Path, path: Path, repeats: int) -> Path:
+    """`short`'s frames `repeats` times over: a clip that runs for seconds however fast the tracker is."""
+    with av.open(str(short)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    return encode_clip(path, frames * repeats)
+
+
+def test_clip_timeout_fails_the_overrunning_clip(head: Head, short_face_clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
+    clip = _long_clip(short_face_clip, tmp_path / "a.mp4", repeats=10)
     done = batch(
-        clips / "a.mp4", "-o", out, "--ray", head.address, "--clip-timeout", 0.3,
+        clip, "-o", out, "--ray", head.address, "--clip-timeout", 0.3,
         env=_env(tmp_path, RAY_AUTH_TOKEN=TOKEN),
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
