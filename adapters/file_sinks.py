@@ -6,14 +6,15 @@ its first frame) removes the `.partial` and leaves an earlier `<name>` as it was
 every frame (a crash loses at most the line being written); Parquet is written in row
 groups of `PARQUET_ROW_GROUP` rows; NPZ cannot append, so it is written at close.
 
-JSON lines are lossless; their first line is the stream's `facetrack.meta/1` record (schema version,
-the 52 blendshape names in the order of every face's `blendshapes`, the source), and a line like it
-follows wherever the layout changes. The tabular formats (CSV, Parquet, NPZ) hold one row per face
-per frame (a frame without faces gets one row with `track_id` -1) and carry the frame
+JSON lines and Parquet are lossless; a JSON-lines file's first line is the stream's `facetrack.meta/1`
+record (schema version, the 52 blendshape names in the order of every face's `blendshapes`, the source),
+and a line like it follows wherever the layout changes. The tabular formats (CSV, Parquet, NPZ) hold one
+row per face per frame (a frame without faces gets one row with `track_id` -1) and carry the frame
 fields (with `source`: the image or file the frame came from), track id, score, bbox, pose,
 blendshapes (CSV and Parquet: one column per ARKit name, `eyeBlinkLeft` ...; NPZ: an array and its
-`blendshape_names`) and landmarks; eye state, mouth openness, coefficients, landmarks68,
-dropped_frames and publish_time are JSON-lines only.
+`blendshape_names`) and landmarks; Parquet also carries eye state, mouth openness, coefficients,
+landmarks68, eye events, dropped_frames and publish_time (`parquet_extras`); in CSV and NPZ those
+are left out.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from facetrack.tracker.core.sinks import PARTIAL_SUFFIX, Sink
 if TYPE_CHECKING:  # pyarrow (about 45 MB resident) loads with the first Parquet file, not with this module
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from facetrack.adapters.parquet_extras import Row
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".csv", ".parquet", ".npz")
 PARQUET_ROW_GROUP = 256
@@ -255,13 +258,15 @@ class CsvSink(_FileSink):
 
 def parquet_schema(landmark_count: int = LANDMARK_COUNT) -> pa.Schema:
     """CSV's columns (a float32 column per ARKit blendshape name), but landmarks (x,y,z per point, flat) as a
-    fixed-size list.
+    fixed-size list, then the columns of `parquet_extras` (eye state, coefficients, landmarks68, events...).
 
     Face columns are null on a no-face row and the blendshape columns when not fitted; the landmark list is
     all-NaN on a no-face row (see `_fixed_lists` for why not null). Files written before the named columns
     hold one `blendshapes` list column instead: `read_results` reads both.
     """
     import pyarrow as pa
+
+    from facetrack.adapters import parquet_extras
 
     fields = [
         pa.field("frame_index", pa.int64(), nullable=False),
@@ -275,6 +280,7 @@ def parquet_schema(landmark_count: int = LANDMARK_COUNT) -> pa.Schema:
         *(pa.field(name, pa.float64()) for name in _FACE_FLOATS),
         *(pa.field(name, pa.float32()) for name in ARKIT_BLENDSHAPES),
         pa.field("landmarks", pa.list_(pa.float32(), 3 * landmark_count), nullable=False),
+        *parquet_extras.extra_fields(),
     ]
     return pa.schema(fields)
 
@@ -307,6 +313,7 @@ class ParquetSink(_FileSink):
         self._writer: pq.ParquetWriter | None = None
         self._frames: list[tuple[int, float | None, float, str, int, int, str | None]] = []
         self._faces: list[FaceResult | None] = []
+        self._rows: list[Row] = []
 
     def _write(self, result: FrameResult) -> None:
         frame = (
@@ -318,9 +325,10 @@ class ParquetSink(_FileSink):
             int(result.height),
             result.source,
         )
-        for face in result.faces or [None]:
+        for i, face in enumerate(result.faces or [None]):
             self._frames.append(frame)
             self._faces.append(face)
+            self._rows.append((result, i == 0, face))
         if len(self._faces) >= PARQUET_ROW_GROUP:
             self._flush_rows()
 
@@ -342,10 +350,12 @@ class ParquetSink(_FileSink):
     def _flush_rows(self) -> None:
         import pyarrow as pa
 
+        from facetrack.adapters import parquet_extras
+
         count = self.landmark_count
         writer = self._open_writer()
-        faces, frames = self._faces, self._frames
-        self._faces, self._frames = [], []
+        faces, frames, rows = self._faces, self._frames, self._rows
+        self._faces, self._frames, self._rows = [], [], []
         columns: dict[str, Any] = {
             name: list(values) for name, values in zip(FRAME_COLUMNS, zip(*frames, strict=True), strict=True)
         }
@@ -361,6 +371,7 @@ class ParquetSink(_FileSink):
         columns["landmarks"] = _fixed_lists(
             [None if f is None else _flat_landmarks(f, count) for f in faces], 3 * count
         )
+        columns.update(parquet_extras.extra_columns(rows))
         writer.write_table(pa.table(columns, schema=writer.schema), row_group_size=len(faces))
         self._file.flush()
 
@@ -481,7 +492,15 @@ def read_results(path: str | os.PathLike[str]) -> list[FrameResult]:
     if extension == ".csv":
         return _group(_csv_rows(source))
     if extension == ".parquet":
-        return _group(_parquet_rows(source))
+        import pyarrow.parquet as pq
+
+        from facetrack.adapters import parquet_extras
+
+        table = pq.read_table(source)
+        rows = list(_parquet_rows(source, table))
+        results = _group(iter(rows))
+        parquet_extras.apply_extras(table, [frame for frame, _ in rows], results)
+        return results
     if extension == ".npz":
         return _read_npz(source)
     raise ValueError(f"cannot read {source}: unknown extension {extension!r}; supported: {SUPPORTED_EXTENSIONS}")
@@ -583,10 +602,10 @@ def _list_rows(column: pa.ChunkedArray) -> np.ndarray:
     return values.reshape(len(array), size)
 
 
-def _parquet_rows(path: Path) -> Iterator[_Row]:
+def _parquet_rows(path: Path, table: pa.Table | None = None) -> Iterator[_Row]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    table = pq.read_table(path) if table is None else table
     names = table.column_names
     frames = zip(*(table.column(name).to_pylist() if name in names else [None] * table.num_rows
                    for name in FRAME_COLUMNS), strict=True)

@@ -1,4 +1,4 @@
-"""Batch throughput: clips/hour and frames/s with 1 and N workers, Ray vs the process pool, resume after kill -9.
+"""Batch throughput: clips/hour and frames/s with 1 and N workers, on the pool and on Ray, resume after kill -9.
 
 Every figure comes from the real command (`python -m facetrack.tracker.cli.batch`) run as a
 subprocess on the real clips, timed from outside, with the per-clip timings read back
@@ -169,6 +169,7 @@ def main(
         (f"pool, {workers} workers", [str(clips), "--workers", str(workers)], f"w{workers}"),
     ]
     if with_ray:
+        plan.append(("Ray local cluster, 1 CPU", [str(clips), "--workers", "1", "--ray"], "ray1"))
         plan.append((f"Ray local cluster, {workers} CPUs", [str(clips), "--workers", str(workers), "--ray"], "ray"))
 
     def save() -> None:
@@ -195,6 +196,10 @@ def main(
     if "fps" in one and "fps" in many:
         report["scaling_efficiency"] = round(many["fps"] / one["fps"] / workers, 3)
         report["steady_scaling_efficiency"] = round(many["steady_fps"] / one["steady_fps"] / workers, 3)
+    ray_one = phases.get("ray1", {})
+    if "fps" in ray_one and "fps" in ray:
+        report["ray_scaling_efficiency"] = round(ray["fps"] / ray_one["fps"] / workers, 3)
+        report["ray_steady_scaling_efficiency"] = round(ray["steady_fps"] / ray_one["steady_fps"] / workers, 3)
     if "wall_s" in ray and "wall_s" in many:
         report["ray_overhead_s"] = round(ray["wall_s"] - many["wall_s"], 2)
     save()
@@ -208,7 +213,10 @@ def main(
             f"| {p['name']} | {p['clips']} | {p['frames']} | {p['wall_s']} | {p['startup_s']} | "
             f"{p['clips_per_hour']} | {p['fps']} | {p['steady_fps']} | {p['load_before']}/{p['load_after']} |"
         )
-    for key in ("scaling_efficiency", "steady_scaling_efficiency", "ray_overhead_s"):
+    for key in (
+        "scaling_efficiency", "steady_scaling_efficiency", "ray_scaling_efficiency", "ray_steady_scaling_efficiency",
+        "ray_overhead_s",
+    ):  # fmt: skip
         if key in report:
             print(f"{key}: {report[key]}")
     if "resume" in report:

@@ -238,6 +238,7 @@ def test_colliding_names_lists_and_globs(tmp_path: Path, blank_clip: Path) -> No
     assert not (work / "out2").exists()
 
 
+@pytest.mark.slow
 def test_ray_local_cluster_gives_the_same_outputs(tmp_path: Path, short_face_clip: Path, second_clip: Path) -> None:
     pytest.importorskip("ray", reason='Ray is an optional extra: pip install "facetrack[ray]"')
     clips = tmp_path / "clips"
@@ -255,7 +256,8 @@ def test_ray_local_cluster_gives_the_same_outputs(tmp_path: Path, short_face_cli
     for name in rows:
         assert_complete(out / f"{name}.parquet", 12)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["runs"][0]["backend"] == "Ray (auto)" and manifest["versions"]["ray"].startswith("2.")
+    assert manifest["runs"][0]["backend"].startswith("Ray (auto -> ")  # the private cluster it started
+    assert manifest["versions"]["ray"].startswith("2.")
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.parquet")}
     resumed = batch(clips, "--out-dir", out, "--max-frames", 12, "--ray=auto", "--resume")

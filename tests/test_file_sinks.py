@@ -23,7 +23,7 @@ from facetrack.adapters.file_sinks import (
     read_results,
 )
 from facetrack.tracker.core.errors import SinkError
-from facetrack.tracker.core.schema import FrameResult
+from facetrack.tracker.core.schema import EyeEvent, Eyes, EyeState, FrameResult
 from facetrack.tracker.core.sinks import Sink
 
 STREAM = 'cam "A", left'  # needs CSV quoting
@@ -67,15 +67,44 @@ def write_all(path: Path, frames: list[FrameResult], close: bool = True) -> Sink
 
 @pytest.mark.parametrize("extension", SUPPORTED_EXTENSIONS)
 def test_round_trip(tmp_path: Path, extension: str) -> None:
-    # JSON lines are lossless; the tabular formats carry the fields in csv_columns().
-    frames = make_frames(40, full=extension == ".jsonl")
+    # JSON lines and Parquet are lossless; CSV and NPZ carry the fields in csv_columns().
+    frames = make_frames(40, full=extension in (".jsonl", ".parquet"))
     path = tmp_path / f"out{extension}"
     write_all(path, frames)
     assert path.exists() and not (tmp_path / f"out{extension}.partial").exists()
     back = read_results(path)
     assert [comparable(b) for b in back] == [comparable(f) for f in frames]
     assert any(not f.faces for f in back) and any(len(f.faces) == 2 for f in back)
-    assert any(f.blendshapes is None for r in back for f in r.faces) == (extension != ".jsonl")
+    assert any(f.blendshapes is None for r in back for f in r.faces) == (extension not in (".jsonl", ".parquet"))
+
+
+def test_parquet_carries_everything_json_lines_carries(tmp_path: Path) -> None:
+    """Eye state, mouth, coefficients, the 68 points, eye events, dropped frames, publish time."""
+    frames = make_frames(30, full=True)
+    frames[4].eye_events = [EyeEvent(track_id=1, kind="blink", start_frame=1, end_frame=3)]
+    frames[5].eye_events = []
+    frames[6].publish_time, frames[6].dropped_frames = 123.5, 7
+    frames[7].faces[0].eyes = Eyes(
+        left=EyeState(p_closed=0.9, closed=True, visible=True, quality=0.75),
+        right=EyeState(openness=0.2, closed=False, visible=False),
+    )
+    frames[8].faces[0].eyes = None
+    write_all(tmp_path / "out.parquet", frames)
+    write_all(tmp_path / "out.jsonl", frames)
+    parquet, jsonl = read_results(tmp_path / "out.parquet"), read_results(tmp_path / "out.jsonl")
+    assert [comparable(b) for b in parquet] == [comparable(b) for b in jsonl] == [comparable(f) for f in frames]
+    columns = pq.read_schema(tmp_path / "out.parquet").names
+    assert {
+        "eye_left_p_closed",
+        "eye_right_openness",
+        "eye_left_closed",
+        "eye_right_visible",
+        "eye_left_quality",
+        "mouth_openness",
+        "identity",
+        "expression",
+        "landmarks68",
+    } <= set(columns)
 
 
 @pytest.mark.parametrize("extension", SUPPORTED_EXTENSIONS)
@@ -104,7 +133,7 @@ def test_csv_layout(tmp_path: Path) -> None:
     assert header[23:25] == ["eyeBlinkLeft", "eyeLookDownLeft"] and header[-1] == "lm477_z"
     assert len(header) == 23 + 52 + 478 * 3
     assert len(lines) == 1 + 1 + 1 + 2  # no-face row, one face, two faces
-    assert lines[1].split(",")[0] == "0" and ',-1,' in lines[1]
+    assert lines[1].split(",")[0] == "0" and ",-1," in lines[1]
 
 
 def test_partial_while_running_and_readable_after_a_crash(tmp_path: Path) -> None:

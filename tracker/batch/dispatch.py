@@ -8,6 +8,7 @@ import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from facetrack.tracker.batch.worker import (
@@ -31,14 +32,18 @@ WORKER_LOG = "workers.log"
 """Where worker processes' stderr goes, in the output folder (appended across runs)."""
 
 
-def dispatch_ray(config: BatchConfig, jobs: list[ClipJob], run: BatchRun) -> None:
-    from facetrack.tracker.batch.ray_cluster import ray_cluster, run_on_ray
+def dispatch_ray(ray: ModuleType, config: BatchConfig, jobs: list[ClipJob], run: BatchRun) -> None:
+    """The clips as tasks on the cluster `ray` is connected to (batch/cluster.py's `ray_session`)."""
+    from facetrack.tracker.batch.ray_cluster import RayCallbacks, TaskShape, run_on_ray
 
-    with ray_cluster(config.ray_address or "auto", config.workers) as ray:
-        run_on_ray(
-            ray, jobs, config.cpus_per_clip, config.gpus_per_clip,
-            on_start=lambda job: run.started(job.name, "ray", lane=job.name), on_done=run.finished,
-        )  # fmt: skip
+    memory = round(config.memory_per_clip * 2**30) if config.memory_per_clip else None
+    shape = TaskShape(config.cpus_per_clip, config.gpus_per_clip, memory, config.clip_timeout)
+    callbacks = RayCallbacks(
+        started=lambda name, worker: run.started(name, worker, lane=name),
+        frames=lambda name, frames, expected: run.progress.clip_frames(name, frames, expected),
+        done=run.finished, overall=run.progress.overall,
+    )  # fmt: skip
+    run_on_ray(ray, jobs, shape, callbacks)
 
 
 class _PoolRound:

@@ -45,9 +45,9 @@ class InputError(FacetrackError):
 
 @dataclass(frozen=True, slots=True)
 class ClipInput:
-    """One clip: its absolute path and its path relative to the input that found it."""
+    """One clip: its absolute path (or its URL: storage.py) and its path relative to the input that found it."""
 
-    path: Path
+    path: Path | str
     relative: PurePath
 
 
@@ -63,6 +63,12 @@ def _glob_root(pattern: str) -> Path:
 
 
 def _expand_one(spec: str, base: Path) -> list[ClipInput]:
+    if "://" in spec:
+        from facetrack.tracker.batch.storage import expand_url, is_remote, local_path
+
+        if is_remote(spec):
+            return [ClipInput(url, relative) for url, relative in expand_url(spec, VIDEO_SUFFIXES)]
+        spec = local_path(spec)
     path = Path(spec).expanduser()
     if not path.is_absolute():
         path = base / path
@@ -115,7 +121,7 @@ def expand_inputs(specs: Sequence[str], cwd: Path | None = None) -> list[ClipInp
             "no video found for: " + ", ".join(unmatched) + f" (relative paths start at {base}; folders and "
             f"globs contribute files ending in {', '.join(sorted(VIDEO_SUFFIXES))})"
         )
-    unique: dict[Path, ClipInput] = {}
+    unique: dict[Path | str, ClipInput] = {}
     for clip in clips:
         unique.setdefault(clip.path, clip)
     return list(unique.values())
@@ -124,10 +130,12 @@ def expand_inputs(specs: Sequence[str], cwd: Path | None = None) -> list[ClipInp
 def absolute_spec(spec: str, cwd: Path | None = None) -> str:
     """`spec` with a relative path made absolute, so a manifest's inputs work from any folder."""
     prefix, path = ("@", spec[1:]) if spec.startswith("@") else ("", spec)
+    if "://" in path:
+        return spec
     return prefix + os.path.join(cwd or Path.cwd(), os.path.expanduser(path))
 
 
-def path_hash(path: Path) -> str:
+def path_hash(path: Path | str) -> str:
     """A short, stable hash of an absolute path: the collision suffix."""
     return hashlib.sha1(os.fsencode(path)).hexdigest()[:HASH_LENGTH]
 
@@ -139,20 +147,20 @@ def base_stem(relative: PurePath) -> str:
     return stem.lstrip("._-") or "clip"
 
 
-def _hashed(stem: str, path: Path) -> str:
+def _hashed(stem: str, path: Path | str) -> str:
     return f"{stem[: MAX_STEM - HASH_LENGTH - 1]}-{path_hash(path)}"
 
 
-def assign_stems(clips: Iterable[ClipInput], taken: Mapping[Path, str] | None = None) -> dict[Path, str]:
+def assign_stems(clips: Iterable[ClipInput], taken: Mapping[Path | str, str] | None = None) -> dict[Path | str, str]:
     """A unique output stem per clip path (case-insensitively unique, never reserved).
 
     `taken` holds the stems an earlier run of the same output folder gave: those clips
     keep them, and no other clip may take one, so resuming never renames an output.
     """
     taken = dict(taken or {})
-    stems: dict[Path, str] = {}
+    stems: dict[Path | str, str] = {}
     used = {stem.lower() for stem in taken.values()} | RESERVED_STEMS
-    groups: dict[str, list[Path]] = defaultdict(list)
+    groups: dict[str, list[Path | str]] = defaultdict(list)
     for clip in clips:
         if clip.path in taken:
             stems[clip.path] = taken[clip.path]

@@ -145,8 +145,13 @@ def save_manifest(out_dir: Path, manifest: Manifest) -> None:
     write_atomic(out_dir / MANIFEST_NAME, manifest.model_dump_json(by_alias=True, indent=2).encode())
 
 
-def input_stat(path: Path) -> tuple[int, int] | None:
-    """(size, mtime_ns) of an input, None when it cannot be read."""
+def input_stat(path: Path | str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of an input (a path, or a URL: see batch/storage.py), None when it cannot be read."""
+    if "://" in str(path):
+        from facetrack.tracker.batch.storage import input_stat as url_stat
+
+        return url_stat(str(path))
+    path = Path(path)
     try:
         stat = path.stat()
     except OSError:
@@ -158,7 +163,7 @@ def is_done(record: ClipRecord, out_dir: Path) -> bool:
     """Whether `--resume` may skip this clip: ok, output present, input unchanged."""
     if record.status != "ok" or record.output is None or not (out_dir / record.output).is_file():
         return False
-    return input_stat(Path(record.input)) == (record.size, record.mtime_ns)
+    return input_stat(record.input) == (record.size, record.mtime_ns)
 
 
 def summary_rows(records: list[ClipRecord]) -> list[dict[str, object]]:

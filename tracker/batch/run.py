@@ -21,9 +21,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from facetrack.tracker.batch.dispatch import dispatch_pool, dispatch_ray
 from facetrack.tracker.batch.inputs import InputError, absolute_spec, assign_stems, expand_inputs
@@ -67,7 +68,7 @@ class BatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: list[str] = Field(description="Folders, globs, files and @list files; on --resume, added to the run's.")
-    out_dir: Path
+    out_dir: Path | str = Field(description="A folder, or an fsspec URL (s3://, gs://, az://; see batch/storage.py).")
     workers: int = Field(default_factory=default_workers, ge=1, le=512, description="Pool size / local Ray CPUs.")
     format: ResultFormat = "parquet"
     resume: bool = False
@@ -76,6 +77,19 @@ class BatchConfig(BaseModel):
     max_frames: int | None = Field(default=None, ge=1, description="Track at most this many frames of each clip.")
     cpus_per_clip: float = Field(default=1.0, gt=0, description="Ray: CPUs each clip task requests.")
     gpus_per_clip: float = Field(default=0.0, ge=0, description="Ray: GPUs each clip task requests.")
+    memory_per_clip: float | None = Field(default=None, gt=0, description="Ray: GiB of memory each clip reserves.")
+    clip_timeout: float | None = Field(default=None, gt=0, description="Ray: seconds one clip may run.")
+    runtime_env: bool = Field(default=False, description="Ray: workers install this facetrack version themselves.")
+
+    @field_validator("out_dir", mode="before")
+    @classmethod
+    def _local_or_url(cls, value: object) -> object:
+        """URLs stay strings (a Path would fold `s3://b` into `s3:/b`); file:// and paths become Paths."""
+        from facetrack.tracker.batch.storage import is_remote, local_path
+
+        if isinstance(value, str):
+            return value if is_remote(value) else Path(local_path(value))
+        return value
 
     def tracker_config(self) -> TrackerConfig:
         return TrackerConfig(max_faces=self.max_faces, max_frames=self.max_frames)
@@ -87,7 +101,7 @@ class BatchConfig(BaseModel):
 class BatchReport(BaseModel):
     """The run's outcome: every clip of this invocation (skipped ones included), in input order."""
 
-    out_dir: Path
+    out_dir: Path | str
     clips: list[ClipRecord]
     skipped: int
     interrupted: bool
@@ -117,6 +131,8 @@ class BatchProgress(Protocol):
 
     def clip_done(self, record: ClipRecord) -> None: ...
 
+    def overall(self, frames: int, fps: float, eta_seconds: float | None) -> None: ...
+
 
 class QuietProgress:
     """No progress output (the API's default)."""
@@ -137,6 +153,9 @@ class QuietProgress:
         """Nothing to show."""
 
     def clip_done(self, record: ClipRecord) -> None:
+        """Nothing to show."""
+
+    def overall(self, frames: int, fps: float, eta_seconds: float | None) -> None:
         """Nothing to show."""
 
 
@@ -194,6 +213,11 @@ class BatchRun:
 
     def started(self, name: str, worker: str, lane: str) -> None:
         record = self.manifest.clips[name]
+        if record.status == "running":  # Ray reran the clip after its worker died: another run
+            record.worker = worker
+            record.attempts += 1
+            save_manifest(self.out_dir, self.manifest)
+            return
         if record.status != "pending":  # a late event of a clip already finished
             return
         record.status, record.worker, record.started_at = "running", worker, time.time()
@@ -213,23 +237,50 @@ class BatchRun:
 def run_batch(config: BatchConfig, open_sink: SinkOpener, progress: BatchProgress | None = None) -> BatchReport:
     """Track every clip the config names; returns when all are done or on Ctrl-C / SIGTERM.
 
-    Raises InputError / ManifestError / RayUnavailableError before any clip starts when
-    the inputs, the output folder or the backend are unusable. A clip's own failure is
-    never raised: it is the clip's status in the report, the summary and the manifest.
+    Raises InputError / ManifestError / StorageError / RayUnavailableError /
+    ClusterRefusedError before any clip starts (and before anything is written) when the
+    inputs, the output folder or the backend are unusable. A clip's own failure is never
+    raised: it is the clip's status in the report, the summary and the manifest.
     """
     t0 = time.time()
-    if config.ray_address is not None:
-        from facetrack.tracker.batch.ray_cluster import import_ray
-
-        import_ray()  # fail before anything is written
-    out_dir = config.out_dir.resolve()
-    config = config.model_copy(update={"out_dir": out_dir})
-    progress = progress or QuietProgress()
     given = [absolute_spec(spec) for spec in config.inputs]
     if given:
         expand_inputs(given)  # a typo fails here, before the output folder is made
+    out_url = None
+    if isinstance(config.out_dir, str):
+        from facetrack.tracker.batch.storage import filesystem, staging_dir
+
+        filesystem(config.out_dir)  # an unknown scheme or a missing backend fails here
+        out_url, config = config.out_dir, config.model_copy(update={"out_dir": staging_dir(config.out_dir)})
+    if config.ray_address is None:
+        return _run_batch(config, open_sink, progress, given, None, t0, out_url)
+    from facetrack.tracker.batch.cluster import pinned_runtime_env, ray_session
+
+    runtime_env = pinned_runtime_env() if config.runtime_env else None
+    with ray_session(config.ray_address, config.workers, runtime_env) as ray:
+        return _run_batch(config, open_sink, progress, given, ray, t0, out_url)
+
+
+def _run_batch(
+    config: BatchConfig,
+    open_sink: SinkOpener,
+    progress: BatchProgress | None,
+    given: list[str],
+    ray: ModuleType | None,
+    t0: float,
+    out_url: str | None,
+) -> BatchReport:
+    """The run itself; `out_url`: the output URL, with `config.out_dir` its local staging folder."""
+    from facetrack.tracker.batch import storage
+    from facetrack.tracker.batch.cluster import cluster_label
+
+    out_dir = Path(config.out_dir).resolve()
+    config = config.model_copy(update={"out_dir": out_dir})
+    progress = progress or QuietProgress()
     out_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(out_dir):
+        if out_url is not None:
+            storage.pull_records(out_url, out_dir)
         manifest = load_manifest(out_dir)
         _check_resumable(manifest, config, out_dir)
         earlier = manifest.inputs if manifest is not None else []
@@ -238,7 +289,7 @@ def run_batch(config: BatchConfig, open_sink: SinkOpener, progress: BatchProgres
             raise InputError("no inputs: name folders, globs, files or @lists (or --resume an existing run)")
         clips = expand_inputs(specs)
         backend = (
-            f"Ray ({config.ray_address})" if config.ray_address
+            f"Ray ({cluster_label(config.ray_address, ray)})" if config.ray_address and ray is not None
             else f"{config.workers} worker process{'es' if config.workers > 1 else ''}"
         )  # fmt: skip
         versions = _versions(config.ray_address is not None)
@@ -247,14 +298,16 @@ def run_batch(config: BatchConfig, open_sink: SinkOpener, progress: BatchProgres
         else:
             manifest.inputs = specs
             manifest.ended_at = None
-        stems = assign_stems(clips, {Path(r.input): name for name, r in manifest.clips.items()})
+        earlier_stems = {(r.input if "://" in r.input else Path(r.input)): name for name, r in manifest.clips.items()}
+        stems = assign_stems(clips, earlier_stems)
         records: list[ClipRecord] = []
         jobs: list[ClipJob] = []
         extension = f".{config.format}"
         for clip in clips:
             name = stems[clip.path]
             previous = manifest.clips.get(name)
-            if previous is not None and previous.input == str(clip.path) and is_done(previous, out_dir):
+            done = storage.is_done_remote if out_url is not None else is_done
+            if previous is not None and previous.input == str(clip.path) and done(previous, out_url or out_dir):
                 records.append(previous)
                 continue
             size, mtime_ns = input_stat(clip.path) or (None, None)
@@ -269,7 +322,7 @@ def run_batch(config: BatchConfig, open_sink: SinkOpener, progress: BatchProgres
                     name=name,
                     input=str(clip.path),
                     extension=extension,
-                    out_dir=str(out_dir),
+                    out_dir=out_url or str(out_dir),
                     tracker=config.tracker_config().model_copy(update={"stream_id": name}),
                     open_sink=open_sink,
                 )
@@ -283,13 +336,16 @@ def run_batch(config: BatchConfig, open_sink: SinkOpener, progress: BatchProgres
         (out_dir / WORK_DIR).mkdir()
         remove_stale_temporaries(out_dir)
         save_manifest(out_dir, manifest)
+        if out_url is not None:
+            storage.clear_work(out_url)
+            storage.push_records(out_url, out_dir)
         run = BatchRun(config, manifest, progress)
         interrupted = False
         with progress:
             progress.begin(len(records), len(records) - len(jobs), backend, out_dir)
             try:
-                if jobs and config.ray_address is not None:
-                    dispatch_ray(config, jobs, run)
+                if jobs and ray is not None:
+                    dispatch_ray(ray, config, jobs, run)
                 elif jobs:
                     dispatch_pool(config, jobs, run)
             except KeyboardInterrupt:
@@ -303,8 +359,10 @@ def run_batch(config: BatchConfig, open_sink: SinkOpener, progress: BatchProgres
         save_manifest(out_dir, manifest)
         write_summary(out_dir, records, t0)
         shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
+        if out_url is not None:
+            storage.push_records(out_url, out_dir)
     return BatchReport(
-        out_dir=out_dir, clips=records, skipped=entry.clips_skipped, interrupted=interrupted,
+        out_dir=out_url or out_dir, clips=records, skipped=entry.clips_skipped, interrupted=interrupted,
         wall_seconds=time.time() - t0,
     )  # fmt: skip
 

@@ -113,8 +113,26 @@ def process_clip(job: ClipJob, tracker: Tracker, progress: Progress | None = Non
     """Track `job.input` with `tracker` (a Tracker, reused across clips) into `<out_dir>/<name><ext>`.
 
     Never raises for a bad clip: open failures, decode errors and sink errors become the
-    outcome's status and error text; only KeyboardInterrupt/SystemExit propagate.
+    outcome's status and error text; only KeyboardInterrupt/SystemExit propagate. An
+    output URL goes through `batch/storage.py` (written locally, then committed).
     """
+    if "://" in job.input:
+        from facetrack.tracker.batch.storage import StorageError, local_copy
+
+        try:
+            with local_copy(job.input) as path:
+                return process_clip(job.model_copy(update={"input": str(path)}), tracker, progress)
+        except (OSError, StorageError) as exc:
+            return failed_outcome(job.name, f"cannot read {job.input}: {type(exc).__name__}: {exc}")
+    if "://" in job.out_dir:
+        from facetrack.tracker.batch.storage import is_remote, process_remote
+
+        if is_remote(job.out_dir):
+            return process_remote(job, lambda local: _process_local(local, tracker, progress))
+    return _process_local(job, tracker, progress)
+
+
+def _process_local(job: ClipJob, tracker: Tracker, progress: Progress | None) -> ClipOutcome:
     out_dir = Path(job.out_dir)
     final = out_dir / f"{job.name}{job.extension}"
     temporary = out_dir / WORK_DIR / f"{job.name}.{worker_id().replace(':', '-')}{job.extension}"

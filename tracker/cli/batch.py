@@ -67,6 +67,11 @@ class ConsoleProgress:
         if task is not None:
             self._progress.update(task, completed=frames, total=expected)
 
+    def overall(self, frames: int, fps: float, eta_seconds: float | None) -> None:
+        """Frames done over all clips, their rate and the time left (Ray's driver reports it)."""
+        eta = f", about {eta_seconds / 60:.1f} min left" if eta_seconds is not None else ""
+        self._line(f"progress: {frames} frames at {fps:.1f} fps{eta}")
+
     def clip_done(self, record: ClipRecord) -> None:
         self._done += 1
         fps = f"{record.fps:.1f} fps" if record.fps else "-"
@@ -91,7 +96,7 @@ def _print_report(console: Console, report: BatchReport) -> None:
         f"{len(report.clips)} clips: {counts['ok']} ok, {counts['partial']} partial, {counts['failed']} failed"
         + (f", {counts['pending']} not done (interrupted: rerun with --resume)" if counts["pending"] else "")
         + f"; {report.skipped} skipped as already done; {frames} frames in {report.wall_seconds:.1f} s. "
-        f"Summary: {report.out_dir / 'summary.csv'}",
+        f"Summary: {str(report.out_dir).rstrip('/')}/summary.csv",
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
     for clip in report.clips:
@@ -105,8 +110,8 @@ def _print_report(console: Console, report: BatchReport) -> None:
     "-o",
     "--out-dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the result files, summary.csv/.json and manifest.json.",
+    help="Folder for the result files, summary.csv/.json and manifest.json; or an fsspec URL (s3://bucket/out, "
+    'gs://, az://; needs "facetrack[cloud]").',
 )
 @click.option(
     "-j",
@@ -121,7 +126,9 @@ def _print_report(console: Console, report: BatchReport) -> None:
     type=click.Choice(["parquet", "npz", "jsonl", "csv"]),
     default="parquet",
     show_default=True,
-    help="Result file format, one file per clip.",
+    help="Result file format, one file per clip. jsonl and parquet hold every field; csv and npz leave out eye "
+    "state, mouth openness, identity/expression coefficients, the 68 points and eye events (variable per face and "
+    "frame; see docs/batch.md).",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out-dir: skip finished clips, redo the rest.")
 @click.option(
@@ -131,7 +138,8 @@ def _print_report(console: Console, report: BatchReport) -> None:
     flag_value="auto",
     default=None,
     metavar="[ADDRESS]",
-    help="Run clips as Ray tasks: 'auto' (or no value) starts a local cluster; else a cluster address.",
+    help="Run clips as Ray tasks. No value or 'auto': RAY_ADDRESS, else the cluster running on this machine, else a "
+    "private loopback cluster for this run; or a cluster address (host:port, ray://host:port).",
 )
 @click.option(
     "--cpus-per-clip",
@@ -147,18 +155,38 @@ def _print_report(console: Console, report: BatchReport) -> None:
     show_default=True,
     help="Ray: GPUs each clip's task requests.",
 )
+@click.option(
+    "--memory-per-clip",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Ray: GiB of memory each clip's task reserves (Ray schedules by it; default: none reserved).",
+)
+@click.option(
+    "--clip-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Ray: seconds one clip may run before its task is cancelled and the clip failed.",
+)
+@click.option(
+    "--runtime-env",
+    is_flag=True,
+    help="Ray: nodes install this facetrack version (pip runtime_env) instead of needing it installed.",
+)
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Track at most N frames of each clip.")
 @click.option("--quiet", is_flag=True, help="No progress output, only the final report.")
 def batch_command(
     inputs: tuple[str, ...],
-    out_dir: Path,
+    out_dir: str,
     workers: int | None,
     result_format: str,
     resume: bool,
     ray_address: str | None,
     cpus_per_clip: float,
     gpus_per_clip: float,
+    memory_per_clip: float | None,
+    clip_timeout: float | None,
+    runtime_env: bool,
     max_faces: int,
     max_frames: int | None,
     quiet: bool,
@@ -177,7 +205,8 @@ def batch_command(
     try:
         config = BatchConfig(
             inputs=list(inputs), out_dir=out_dir, format=result_format, resume=resume, ray_address=ray_address,
-            cpus_per_clip=cpus_per_clip, gpus_per_clip=gpus_per_clip, max_faces=max_faces, max_frames=max_frames,
+            cpus_per_clip=cpus_per_clip, gpus_per_clip=gpus_per_clip, memory_per_clip=memory_per_clip,
+            clip_timeout=clip_timeout, runtime_env=runtime_env, max_faces=max_faces, max_frames=max_frames,
             **({"workers": workers} if workers is not None else {}),
         )  # fmt: skip
     except ValidationError as exc:
