@@ -79,10 +79,8 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
         time.sleep(0.2)
     yield Head(f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}", process, root)
     os.killpg(process.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):  # what is left is killed by session below
         process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
     deadline = time.monotonic() + 15
     while (left := session_members(process.pid)) and time.monotonic() < deadline:
         for pid in left:  # Ray gives workers process groups of their own, in the same session

@@ -39,11 +39,8 @@ def _jpeg_complete(path: Path) -> bool:
 
 def image_name(path: Path, root: Path | None) -> str:
     """An image's name in results: its path relative to the input (POSIX separators), else its file name."""
-    if root is not None:
-        try:
-            return path.relative_to(root).as_posix()
-        except ValueError:
-            pass
+    if root is not None and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
     return path.name
 
 
