@@ -162,10 +162,16 @@ def test_explicit_address_with_the_token_file_then_a_refused_token(head: Head, c
 
 def test_ray_client_address(head: Head, clips: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = batch(
-        clips / "b.mp4", "-o", out, "--max-frames", 4, "--ray", head.client_address,
-        env=_env(tmp_path, RAY_AUTH_TOKEN=TOKEN),
-    )  # fmt: skip
+    for _attempt in range(3):
+        done = batch(
+            clips / "b.mp4", "-o", out, "--max-frames", 4, "--ray", head.client_address,
+            env=_env(tmp_path, RAY_AUTH_TOKEN=TOKEN),
+        )  # fmt: skip
+        # Ray Client's proxy starts a server process per connection; on a loaded machine that start can fail
+        # ("Starting Ray client server failed"), which the batch reports as a refused cluster (exit 2), so
+        # connecting again is the user's remedy too
+        if "Starting Ray client server failed" not in done.stderr:
+            break
     assert done.returncode == 0, done.stderr
     assert _statuses(out) == {"b": ("ok", 4)}
 
