@@ -37,13 +37,17 @@ def face_clip(media_dir: Path) -> Path:
     return _require(media_dir / "videos" / "SadTalker_ref" / "WDA_KatieHill_000.mp4")
 
 
-def encode_clip(path: Path, frames: list[np.ndarray], fps: int = 25, codec: str = "libx264") -> Path:
-    """Encode RGB frames to a video file with PyAV (the tests' own clips)."""
+def encode_clip(path: Path, frames: list[np.ndarray], fps: int = 25, codec: str = "libx264",
+                clockwise: int = 0) -> Path:
+    """Encode RGB frames to a video file with PyAV (the tests' own clips); `clockwise` adds a display
+    matrix that turns the pictures that many degrees for display, as a phone's portrait clip has."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
+        if clockwise:
+            stream.set_display_rotation(-clockwise)  # PyAV's angle is counter-clockwise
         for i, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i

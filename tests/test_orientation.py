@@ -7,12 +7,12 @@ import json
 import logging
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from conftest import encode_clip
 
 from facetrack.adapters.file_sinks import read_results
 from facetrack.tracker.config import TrackerConfig
@@ -23,22 +23,9 @@ from facetrack.tracker.sources.frame_source import open_source, probe_source
 CLI = [sys.executable, "-m", "facetrack.tracker.cli"]
 
 
-def _rotated_clip(path: Path, coded: list[np.ndarray], clockwise: int, fps: int = 25) -> Path:
-    """Encode `coded` pictures with a display matrix that turns them `clockwise` degrees for display."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.height, stream.width = coded[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        stream.set_display_rotation(-clockwise)  # PyAV's angle is counter-clockwise
-        for i, image in enumerate(coded):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+def _rotated_clip(path: Path, coded: list[np.ndarray], clockwise: int) -> Path:
+    """`coded` pictures with a display matrix that turns them `clockwise` degrees for display."""
+    return encode_clip(path, coded, clockwise=clockwise)
 
 
 def _marked(height: int = 96, width: int = 160) -> np.ndarray:

@@ -174,7 +174,7 @@ def input_stat(url: str) -> tuple[int, int] | None:
     except (OSError, StorageError):
         return None
     modified = None
-    with contextlib.suppress(NotImplementedError, OSError, AttributeError):
+    with contextlib.suppress(NotImplementedError, OSError, AttributeError):  # not every filesystem keeps one
         modified = fs.modified(path)
     stamp = int(modified.timestamp() * 1e9) if modified is not None else 0
     return int(info.get("size") or 0), stamp
