@@ -110,6 +110,30 @@ def test_interrupt_flushes_and_closes_outputs(short_face_clip: Path, tmp_path: P
     assert [r.frame_index for r in results] == list(range(len(results)))
 
 
+def _loads_mediapipe(pid: int) -> bool:
+    """Whether the process has begun loading the landmark engine (mediapipe's native library is mapped)."""
+    return "_framework_bindings" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="watches the loaded libraries in Linux's /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_while_starting_exits_130_and_keeps_earlier_results(blank_clip: Path, tmp_path: Path,
+                                                                       signum: int) -> None:
+    out = tmp_path / "take.jsonl"
+    out.write_text("an earlier take\n")
+    proc = subprocess.Popen([*CLI, "run", str(blank_clip), "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and not _loads_mediapipe(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signum)  # the engines are loading: no frame has been read, no output opened
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Interrupted" in stderr and "Traceback" not in stderr and "Aborted" not in stderr
+    assert out.read_text() == "an earlier take\n"
+    assert not out.with_name(out.name + ".partial").exists()
+
+
 @pytest.mark.media
 def test_subscriber_receives_every_frame_of_a_published_run(short_face_clip: Path, tmp_path: Path) -> None:
     endpoint = f"tcp://127.0.0.1:{_free_port()}"

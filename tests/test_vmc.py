@@ -297,7 +297,7 @@ def test_a_file_is_paced_at_its_frame_rate_unless_asked_not_to(receiver: _Receiv
         if pace and not live:
             assert 0.38 <= elapsed < 2.0, elapsed  # paced: at least the clip's 0.4 s (less only by timer slack)
         else:
-            assert elapsed < 0.3, elapsed
+            assert elapsed < 0.38, elapsed  # not paced: under the clip's 0.4 s however loaded the machine
 
 
 def test_start_rejects_a_foreign_blendshape_layout() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,11 +126,10 @@ def test_stalled_subscriber_does_not_block_publisher() -> None:
     with open_publisher(sndhwm=10) as pub, Subscriber(pub.endpoint, rcvhwm=10) as sub:
         pub.start(synthetic_metadata())
         wait_for_metadata(pub, sub)
-        started = time.perf_counter()
-        for _ in range(5000):
-            pub.write(frame)  # the subscriber never reads
-        elapsed = time.perf_counter() - started
-    assert elapsed < 2.0
+        writer = threading.Thread(target=lambda: [pub.write(frame) for _ in range(5000)])  # never read
+        writer.start()
+        writer.join(timeout=60)  # a blocked write never returns; a loaded machine only takes longer
+        assert not writer.is_alive(), "the publisher blocked on a subscriber that does not read"
     assert pub.frames_published == 5000
 
 
@@ -246,7 +246,7 @@ def test_subscriber_that_dies_does_not_disturb_the_publisher() -> None:
         started = time.monotonic()
         for i in range(2000):
             pub.write(frames[i % len(frames)])
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 20.0  # about 0.1 s; a write that waited on the dead peer never ends
         with Subscriber(pub.endpoint) as newcomer:
             wait_for_metadata(pub, newcomer)
             pub.write(frames[0])

@@ -8,11 +8,12 @@ A command's module is imported only when that command runs (or `--help` lists th
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 
 import click
 
-from facetrack.tracker.cli.common import setup_logging
+from facetrack.tracker.cli.common import EXIT_INTERRUPTED, err, interrupt_on_signals, interrupted, setup_logging
 from facetrack.tracker.core.versions import package_version
 
 # command name -> (module under facetrack.tracker.cli, the click command's name in it)
@@ -57,4 +58,23 @@ def app(verbose: int) -> None:
 
 
 def main() -> None:
-    app(prog_name="facetrack")
+    """Run the command; Ctrl-C or SIGTERM at any point (engines still loading included) exits 130 as
+    documented, where click alone would say "Aborted!" and exit 1."""
+    interrupt_on_signals()
+    try:
+        code = app.main(prog_name="facetrack", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _exit_interrupted()
+    except Exception:
+        if not interrupted():  # a real failure: its traceback
+            raise
+        _exit_interrupted()  # the signal surfaced as another exception (a native module's import)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _exit_interrupted() -> None:
+    err.print("[yellow]Interrupted.")
+    sys.exit(EXIT_INTERRUPTED)

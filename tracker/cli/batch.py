@@ -17,7 +17,7 @@ from facetrack.tracker.batch.manifest import (
     ClipRecord,
 )
 from facetrack.tracker.batch.run import EXIT_INTERRUPTED, EXIT_USAGE, BatchConfig, BatchReport, run_batch
-from facetrack.tracker.cli.common import interrupt_on_sigterm
+from facetrack.tracker.cli.common import interrupt_on_signals
 from facetrack.tracker.core.errors import FacetrackError
 
 
@@ -211,7 +211,7 @@ def batch_command(
         )  # fmt: skip
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from None
-    interrupt_on_sigterm()
+    interrupt_on_signals()
     try:
         report = run_batch(config, open_file_sink, ConsoleProgress(console, live=console.is_terminal, quiet=quiet))
     except KeyboardInterrupt:  # before any clip started

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -31,13 +32,32 @@ def setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
 
 
+_signalled = threading.Event()
+
+
 def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
+    """Raise where the main thread is, and remember it: an extension module that is initialising turns the
+    exception into an ImportError (or swallows it), and the command must still stop."""
+    _signalled.set()
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def interrupt_on_sigterm() -> None:
-    """SIGTERM ends a command as Ctrl-C does: sinks are closed and what was written is kept (exit 130)."""
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+def interrupt_on_signals() -> None:
+    """SIGTERM ends a command as Ctrl-C does, and both are remembered: sinks are closed and what was written is
+    kept (exit 130)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _raise_keyboard_interrupt)
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C or SIGTERM has arrived, even where native code hid the KeyboardInterrupt."""
+    return _signalled.is_set()
+
+
+def raise_if_interrupted() -> None:
+    """Stop now if a signal arrived earlier and its KeyboardInterrupt was lost on the way."""
+    if _signalled.is_set():
+        raise KeyboardInterrupt("a signal arrived earlier")
 
 
 def engine_options(command: Callable) -> Callable:

@@ -22,7 +22,8 @@ from facetrack.tracker.cli.common import (
     engine_options,
     err,
     fail,
-    interrupt_on_sigterm,
+    interrupt_on_signals,
+    raise_if_interrupted,
     usage_error,
 )
 from facetrack.tracker.core.errors import FacetrackError, SourceDecodeError, SourceLostError
@@ -170,7 +171,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
         tracker = Tracker(config)
     except FacetrackError as exc:
         fail(exc, EXIT_USAGE)
-    interrupt_on_sigterm()
+    interrupt_on_signals()
     progress = RunProgress(err, tracker, enabled=not quiet and err.is_terminal)
     try:
         frames = open_source(source, config.source)  # before any output exists: a bad source leaves none
@@ -187,7 +188,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
             end_sinks(sinks, keep=False)
             raise
         with progress:
-            tracker.run(frames, sinks, on_result=progress.on_result)
+            tracker.run(frames, sinks, on_result=lambda result: (raise_if_interrupted(), progress.on_result(result)))
     except KeyboardInterrupt:
         err.print(f"[yellow]Interrupted after {progress.frames} frames; "
                   + ("outputs flushed and closed." if progress.frames else "no output written."))

@@ -14,7 +14,7 @@ from facetrack.tracker.cli.common import (
     EXIT_USAGE,
     err,
     fail,
-    interrupt_on_sigterm,
+    interrupt_on_signals,
 )
 from facetrack.tracker.core.errors import FacetrackError
 
@@ -65,7 +65,7 @@ def subscribe(endpoint: str, count: int | None, out: Path | None, stream_id: str
     if (curve_key is None) != (server_key is None):
         raise click.UsageError("--curve-key and --server-key go together")
     curve = CurveClientKeys(curve_key, server_key) if curve_key is not None else None
-    interrupt_on_sigterm()
+    interrupt_on_signals()
     topics = ("frame", "meta") if stream_id is None else (f"frame.{stream_id}", f"meta.{stream_id}")
     sink = None
     received = 0

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 
 from facetrack.adapters.preview import DEFAULT_PORT
-from facetrack.tracker.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, err, interrupt_on_sigterm
+from facetrack.tracker.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, err, interrupt_on_signals
 from facetrack.tracker.core.errors import FacetrackError
 from facetrack.tracker.core.sinks import Sink
 from facetrack.tracker.sources.frame_source import FrameSource
@@ -172,7 +172,7 @@ def preview_command(source: str, window: bool | None, port: int, max_faces: int,
     config = TrackerConfig(max_faces=max_faces, max_frames=max_frames, focal_px=focal_px,
                            model=None if model == "none" else model, eyes=EyeOptions(enabled=not no_eyes),
                            source=SourceConfig(realtime=True, loop=loop))
-    interrupt_on_sigterm()
+    interrupt_on_signals()
     mode = "auto" if window is None else "window" if window else "web"
     try:
         tap = FrameTap(open_source(source, config.source))
