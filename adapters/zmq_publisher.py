@@ -13,15 +13,17 @@ import math
 import re
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import zmq
 from pydantic import BaseModel, ConfigDict, Field
 
 from facetrack.adapters.codec import encode_message
-from facetrack.adapters.curve import CurveServer
 from facetrack.tracker.core.errors import SinkError
 from facetrack.tracker.core.schema import FrameResult, StreamMetadata
+
+if TYPE_CHECKING:  # loaded with CURVE keys only (its authenticator thread's modules are not small)
+    from facetrack.adapters.curve import CurveServer
 
 log = logging.getLogger("facetrack.zmq")
 
@@ -141,7 +143,11 @@ class ZmqPublisher:
         # belong to the shared context, and close() closes ours without terminating the context.
         self._own_context = zmq.Context() if self.config.curve_keys is not None else None
         context = self._own_context or context or zmq.Context.instance()
-        self._curve = CurveServer(self.config.curve_keys, context) if self.config.curve_keys is not None else None
+        self._curve: CurveServer | None = None
+        if self.config.curve_keys is not None:
+            from facetrack.adapters.curve import CurveServer
+
+            self._curve = CurveServer(self.config.curve_keys, context)
         self._socket = context.socket(zmq.XPUB if self.config.wait_subscribers else zmq.PUB)
         if self._curve is not None:
             self._curve.secure(self._socket)

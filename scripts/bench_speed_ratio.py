@@ -7,7 +7,10 @@ frame (process start to the first result and exit). Both programs (the mesh alon
 `mp.solutions.face_mesh.FaceMesh(refine_landmarks=True)`; `facetrack run` with its defaults) run
 interleaved A/B/A/B (`facetrack run` publishing on a free loopback port, so the default
 pipeline with its ZeroMQ publisher), so they share the machine's load; the script prints each repeat, the median
-ratio with its spread, and the load average before and after. One photo's wall time and peak RSS
+ratio with its spread, and the load average before and after. Each process's CPU time (user + system, from
+`getrusage` of the finished child) is reported beside its wall time: on a machine whose other jobs take the
+cores, wall time grows with their load while CPU time stays what this program itself spends, so the CPU
+columns show the extra work per frame that the wall columns blur. One photo's wall time and peak RSS
 (`facetrack run PHOTO --quiet`, as many runs as --repeats) come from `/usr/bin/time -v` where it exists.
 
     python scripts/bench_speed_ratio.py CLIP [--photo IMAGE] [--repeats 5] [-- extra facetrack run options]
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,10 +43,14 @@ with av.open(sys.argv[1]) as container:
 """
 
 
-def _wall(command: list[str]) -> float:
+def _wall(command: list[str]) -> tuple[float, float]:
+    """(wall s, CPU s = user + system) of one finished child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _frames(clip: str) -> int:
@@ -84,18 +92,23 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = []
     print(f"{args.clip}: {frames} frames; steady state = (whole - first {args.head}) / {between}")
-    print("repeat | mesh ms/frame | run ms/frame | ratio | run start-up s | run whole s | mesh whole s")
+    print("repeat | mesh ms/frame | run ms/frame | ratio | run start-up s | run whole s | mesh whole s | "
+          "mesh CPU ms/frame | run CPU ms/frame | CPU ratio | run start-up CPU s")
     for repeat in range(args.repeats):
-        mesh_whole = _wall([*mesh, str(frames)])
-        run_whole = _wall(run)
-        mesh_head = _wall([*mesh, str(args.head)])
-        run_head = _wall([*run, "--max-frames", str(args.head)])
-        run_first = _wall([*run, "--max-frames", "1"])
+        mesh_whole, mesh_whole_cpu = _wall([*mesh, str(frames)])
+        run_whole, run_whole_cpu = _wall(run)
+        mesh_head, mesh_head_cpu = _wall([*mesh, str(args.head)])
+        run_head, run_head_cpu = _wall([*run, "--max-frames", str(args.head)])
+        run_first, run_first_cpu = _wall([*run, "--max-frames", "1"])
         mesh_ms = (mesh_whole - mesh_head) / between * 1e3
         run_ms = (run_whole - run_head) / between * 1e3
-        rows.append((mesh_ms, run_ms, run_ms / mesh_ms, run_first, run_whole, mesh_whole))
+        mesh_cpu = (mesh_whole_cpu - mesh_head_cpu) / between * 1e3
+        run_cpu = (run_whole_cpu - run_head_cpu) / between * 1e3
+        rows.append((mesh_ms, run_ms, run_ms / mesh_ms, run_first, run_whole, mesh_whole, mesh_cpu, run_cpu,
+                     run_cpu / mesh_cpu, run_first_cpu))
         print(f"{repeat} | {mesh_ms:.2f} | {run_ms:.2f} | {run_ms / mesh_ms:.2f} | {run_first:.2f} | "
-              f"{run_whole:.2f} | {mesh_whole:.2f}", flush=True)
+              f"{run_whole:.2f} | {mesh_whole:.2f} | {mesh_cpu:.2f} | {run_cpu:.2f} | {run_cpu / mesh_cpu:.2f} | "
+              f"{run_first_cpu:.2f}", flush=True)
     load_after = os.getloadavg()
 
     def spread(column: int, digits: int = 2) -> str:
@@ -104,6 +117,8 @@ def main() -> None:
 
     print(f"median (min-max) over {args.repeats}: mesh {spread(0)} ms/frame, run {spread(1)} ms/frame, "
           f"ratio {spread(2)}, start-up {spread(3)} s")
+    print(f"CPU (user + system): mesh {spread(6)} ms/frame, run {spread(7)} ms/frame, ratio {spread(8)}, "
+          f"start-up {spread(9)} s")
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} cpus")
     if args.photo:
         photos = [_photo(args.photo, args.extra) for _ in range(args.repeats)]

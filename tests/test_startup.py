@@ -140,3 +140,27 @@ def test_the_default_pipeline_loads_neither_the_regressor_nor_scipy_matching_and
     modules = _modules_after("import facetrack.tracker.pipeline")
     for package in ("facetrack.tracker.stages.regress", "scipy.spatial", "scipy.optimize", "torch", "pyarrow"):
         assert not _loaded(modules, package), package
+
+
+def test_a_tracker_with_the_default_model_loads_no_model_building_code() -> None:
+    # the packaged model is read, not built: no ICT converter, renderer or scipy.optimize on the way
+    modules = _modules_after(
+        "from facetrack.tracker.config import TrackerConfig\n"
+        "from facetrack.tracker.pipeline import Tracker\n"
+        "tracker = Tracker(TrackerConfig())\n"
+        "assert tracker._fit is not None and tracker._fit.fitter.model is not None")
+    for package in ("scipy.optimize", "scipy.spatial", "facetrack.tracker.facemodel.ict",
+                    "facetrack.tracker.facemodel.render"):
+        assert not _loaded(modules, package), package
+
+
+def test_a_publisher_without_keys_loads_no_curve_support_and_the_version_still_prints() -> None:
+    modules = _modules_after(
+        "from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher\n"
+        "import facetrack.tracker.cli.app\n"
+        "ZmqPublisher(PublisherConfig(endpoint='tcp://127.0.0.1:*')).close()")
+    for package in ("facetrack.adapters.curve", "zmq.auth"):
+        assert not _loaded(modules, package), package
+    done = subprocess.run([sys.executable, "-m", "facetrack.tracker.cli", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("facetrack, version "), done.stderr

@@ -14,7 +14,6 @@ from importlib import import_module
 import click
 
 from facetrack.tracker.cli.common import EXIT_INTERRUPTED, err, interrupt_on_signals, interrupted, setup_logging
-from facetrack.tracker.core.versions import package_version
 
 # command name -> (module under facetrack.tracker.cli, the click command's name in it)
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,9 +47,20 @@ class _LazyGroup(click.Group):
         return getattr(import_module(f"facetrack.tracker.cli.{module}"), attribute)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """--version: the installed version is looked up only when asked (reading metadata costs every start)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from facetrack.tracker.core.versions import package_version
+
+    click.echo(f"facetrack, version {package_version('facetrack') or 'unknown'}")
+    ctx.exit()
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.version_option(version=package_version("facetrack") or "unknown", prog_name="facetrack")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def app(verbose: int) -> None:
     """Real-time face tracking: landmarks, head pose, ARKit blendshapes and eye state, streamed to
     animation clients (ZeroMQ, VMC, Live Link) and written to files."""

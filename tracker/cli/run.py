@@ -136,7 +136,6 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
     """Track SOURCE (a video file, webcam:N, a stream URL, an image, folder or glob)."""
     from facetrack.tracker.cli.progress import RunProgress
     from facetrack.tracker.cli.run_sinks import check_outputs, file_sinks, network_sinks
-    from facetrack.tracker.cli.viz import overlay_sinks
     from facetrack.tracker.config import TrackerConfig
     from facetrack.tracker.core.sinks import end_sinks
     from facetrack.tracker.facemodel.rest_face import RestFaceOptions
@@ -180,8 +179,11 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
             # endpoints and ports first (they create no file), then the files: a refusal opens none
             publish = _publisher_config(endpoint, wire, curve_keys, wait_subscribers, frames)
             sinks += network_sinks(publish, *_udp_configs(vmc, livelink, clients))
-            frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
-            sinks += drawing
+            if render is not None or preview:  # the drawing's modules (OpenCV drawing, HTTP server) only then
+                from facetrack.tracker.cli.viz import overlay_sinks
+
+                frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px)
+                sinks += drawing
             sinks += file_sinks(outputs, mesh_path, mesh_format)
         except BaseException:
             frames.close()

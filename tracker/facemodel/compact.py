@@ -22,15 +22,16 @@ from __future__ import annotations
 import functools
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from facetrack.tracker.core.schema import LANDMARK_COUNT
 from facetrack.tracker.facemodel.builtin_rig import IBUG68_FROM_MEDIAPIPE, fit_landmarks, jaw_embedding, mesh_triangles
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel, arkit_map_for, vertex_embedding
-from facetrack.tracker.facemodel.ict import ICT_ALIASES, Embedding, IctData, _detect, compute_landmark_embedding
-from facetrack.tracker.facemodel.render import fill_holes, render
+
+if TYPE_CHECKING:  # building the model needs these; loading the packaged one (every run's start) does not
+    from facetrack.tracker.facemodel.ict import Embedding, IctData
 
 DEFAULT_ID = "ict478"
 DEFAULT_FILE = "ict478.npz"
@@ -45,6 +46,11 @@ def landmark_mirror(neutral: np.ndarray, triangles: np.ndarray, size: int = 512)
     of those two point sets (cost symmetrised, refined so that neighbours in mediapipe's
     mesh pair with neighbours). It must be an involution (i's partner's partner is i).
     """
+    from scipy.optimize import linear_sum_assignment
+
+    from facetrack.tracker.facemodel.ict import _detect
+    from facetrack.tracker.facemodel.render import fill_holes, render
+
     mesh = fill_holes(neutral, triangles)
     mesh.vertices = mesh.vertices - neutral.mean(0)
     image = render(mesh, np.eye(3), 45.0, size).image
@@ -100,6 +106,8 @@ def seat_inner_lips(data: IctData, emb: Embedding) -> Embedding:
     The lips are told apart by what jawOpen does to them (it carries the lower lip down,
     the upper stays); each inner-lip landmark moves to the nearest vertex of its own lip.
     """
+    from facetrack.tracker.facemodel.ict import Embedding
+
     pts = np.einsum("nkc,nk->nc", data.neutral[emb.vertices].astype(np.float64), emb.bary)
     drop = data.exp_basis[data.exp_names.index("jawOpen"), :, 1].astype(np.float64)
     lips = np.r_[INNER_LIP_UPPER, INNER_LIP_LOWER]
@@ -122,6 +130,8 @@ def build_compact_model(data: IctData, n_identity: int = 40, embedding: Embeddin
     """The compact, mirror-symmetric 478-point model from ICT arrays."""
     if not 1 <= n_identity <= data.id_basis.shape[0]:
         raise ModelError(f"n_identity must be 1..{data.id_basis.shape[0]}, got {n_identity}")
+    from facetrack.tracker.facemodel.ict import ICT_ALIASES, compute_landmark_embedding
+
     emb = seat_inner_lips(data, embedding or compute_landmark_embedding(data.neutral, data.triangles))
     neutral = _sample(emb, data.neutral)
     neutral -= neutral[emb.valid].mean(0) * [1.0, 0.0, 0.0]  # the midline at x = 0

@@ -265,7 +265,8 @@ class FaceModelFitter:
     def _exclude_antagonists(self, track: TrackState, p: np.ndarray, wts: np.ndarray, rot: np.ndarray,
                              trans: np.ndarray, expr: np.ndarray, expr_prev: np.ndarray | None,
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Antagonistic pairs (priors.py) both on: the weaker of each is held at 0 and the frame re-solved."""
+        """Antagonistic pairs (priors.py) both on: the weaker of each is held at 0 and the frame re-solved
+        (a second step only when the first was not below the tolerance)."""
         pm = track.prepared
         arkit_map = pm.model.arkit_map
         arkit = arkit_map @ expr
@@ -276,7 +277,9 @@ class FaceModelFitter:
         hi = pm.hi_pose_exp.copy()
         hi[6:][(arkit_map[losers] > 0).any(0)] = 0.0
         for _ in range(2):
-            rot, trans, expr, _ = self._expression_step(track, p, wts, rot, trans, expr, expr_prev, hi)
+            rot, trans, expr, step = self._expression_step(track, p, wts, rot, trans, expr, expr_prev, hi)
+            if step < self.config.tolerance:
+                break
         return rot, trans, expr
 
     def _collect_rest(self, track: TrackState, observed: np.ndarray, expr: np.ndarray, ident: np.ndarray) -> None:

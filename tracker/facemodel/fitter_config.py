@@ -11,7 +11,8 @@ class FitterConfig(BaseModel):
     """Weights of the fit; the defaults suit mediapipe landmarks on 480p-1080p video."""
 
     landmark_sigma: float = Field(0.02, gt=0, description="Landmark noise as a fraction of the face's RMS radius.")
-    outer_iterations: int = Field(2, ge=1, description="Joint Gauss-Newton steps per frame (warm-started).")
+    outer_iterations: int = Field(1, ge=1, description="Least joint Gauss-Newton steps per frame (warm-started; "
+                                                       "more until a step is below the tolerance).")
     max_iterations: int = Field(10, ge=1, description="More steps while the pose still moves (fast motion, "
                                                       "re-acquired face).")
     tolerance: float = Field(3e-3, gt=0, description="Converged when the step is below this (rad, or depth fraction).")

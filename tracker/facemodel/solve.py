@@ -49,14 +49,15 @@ def box_qp(h: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: np.
         fixed = at_lo | at_hi
         x[at_lo], x[at_hi] = lo[at_lo], hi[at_hi]
         free = ~fixed
-        fi = np.flatnonzero(free)
+        fi = free.nonzero()[0]
         if len(fi):
             hf = h.take(fi, 0)
+            hff = hf.take(fi, 1)  # the free block, gathered once (dposv copies it)
             rhs = c[fi] - hf @ x if len(fi) < n else c.copy()
             if len(fi) < n:
-                rhs += hf.take(fi, 1) @ x[fi]
-            _, sol, info = dposv(hf.take(fi, 1), rhs)
-            x[fi] = sol if info == 0 else np.linalg.lstsq(hf.take(fi, 1), rhs, rcond=None)[0]
+                rhs += hff @ x[fi]
+            _, sol, info = dposv(hff, rhs)
+            x[fi] = sol if info == 0 else np.linalg.lstsq(hff, rhs, rcond=None)[0]
         vlo, vhi = free & (x < lo), free & (x > hi)
         if vlo.any() or vhi.any():
             at_lo |= vlo
@@ -138,15 +139,11 @@ def normal_equations(shape: np.ndarray, basis: np.ndarray, p: np.ndarray, wts: n
     jy[:, 0], jy[:, 1], jy[:, 2] = (y1 * py - y2) * swi, -y0 * py * swi, y0 * swi
     jx[:, 3], jx[:, 4], jx[:, 5] = swi, 0.0, px * swi
     jy[:, 3], jy[:, 4], jy[:, 5] = 0.0, swi, py * swi
-    ax = ((rot[0] + px[:, None] * rot[2]) * swi[:, None]).astype(np.float32)  # D R: head-frame derivative
-    ay = ((rot[1] + py[:, None] * rot[2]) * swi[:, None]).astype(np.float32)
-    b0, b1, b2 = basis
-    np.multiply(ax[:, :1], b0, out=jx[:, 6:])
-    jx[:, 6:] += ax[:, 1:2] * b1
-    jx[:, 6:] += ax[:, 2:] * b2
-    np.multiply(ay[:, :1], b0, out=jy[:, 6:])
-    jy[:, 6:] += ay[:, 1:2] * b1
-    jy[:, 6:] += ay[:, 2:] * b2
+    dr = np.empty((n, 2, 3), np.float32)  # D R: head-frame derivative, both rows of each point
+    dr[:, 0] = (rot[0] + px[:, None] * rot[2]) * swi[:, None]
+    dr[:, 1] = (rot[1] + py[:, None] * rot[2]) * swi[:, None]
+    coef = np.matmul(dr, basis.transpose(1, 0, 2))  # (N, 2, K): one batched product, not six passes
+    jx[:, 6:], jy[:, 6:] = coef[:, 0], coef[:, 1]
     res = np.empty(2 * n, np.float32)
     res[:n] = (p[:, 0] - px) * sw
     res[n:] = (p[:, 1] - py) * sw
