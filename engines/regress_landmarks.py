@@ -46,7 +46,7 @@ class LandmarkRegressEngine:
     name = "regress"
 
     def __init__(self, path: str | Path = SHIPPED_ENGINE, backend: BackendName = "auto", threads: int = 1,
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 256, fp16: bool = True) -> None:
         self.path = Path(path)
         try:
             meta = load_verified_metadata(self.path)
@@ -65,7 +65,8 @@ class LandmarkRegressEngine:
             raise EngineError(f"{self.path.name} gives {self.sizes}; the regress stage needs {OUTPUTS}")
         self.version = str(meta.get("version", "?"))
         self.metadata = meta
-        self.network = open_network(self.path, backend, threads=threads, max_batch=max_batch)
+        # fp16: TensorRT builds its plan in half precision (the other backends run the file as it is)
+        self.network = open_network(self.path, backend, threads=threads, fp16=fp16, max_batch=max_batch)
         self.backend = self.network.backend
         try:
             check_network(self.network, self.path, (self.features,), self.sizes)

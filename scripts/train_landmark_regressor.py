@@ -48,6 +48,21 @@ def table(faces, net) -> dict:
             "rigid_rotation_deg": {"mean": float(rigid.mean()), "median": float(np.median(rigid))}}
 
 
+def mirror_agreement(labels: dict, held_clips: tuple[str, ...]) -> dict:
+    """The fit against itself: its weights on each held-out clip frame vs those on the mirrored frame with left
+    and right swapped (a symmetric face gives the same answer both ways): how far the labels are reproducible."""
+    from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES as NAMES
+
+    swap = [NAMES.index(n.replace("Left", "#").replace("Right", "Left").replace("#", "Right")) for n in NAMES]
+    pairs = [(z["blendshapes"], labels[f"{name}~m"]["blendshapes"][:, swap]) for name, z in labels.items()
+             if name.startswith("clip-") and name.split("-", 2)[2] in held_clips
+             and len(z["blendshapes"]) == len(labels[f"{name}~m"]["blendshapes"]) > 0]
+    a, b = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+    jaw = NAMES.index("jawOpen")
+    return {"frames": len(a), "mae": float(np.abs(a - b).mean()),
+            "jawOpen_r": float(np.corrcoef(a[:, jaw], b[:, jaw])[0, 1])}
+
+
 def closed_eye_f1(engine: Path, media: Path) -> dict:
     """Frame F1 of closed (eyeBlink >= 0.5, both eyes pooled) on the labelled clips, regress vs fit, as run."""
     from facetrack.tracker import Tracker, TrackerConfig
@@ -88,7 +103,7 @@ def closed_eye_f1(engine: Path, media: Path) -> dict:
 
 
 def card(metrics: dict, held: list[str], out: Path) -> str:
-    held_t, f1 = metrics["held_out"], metrics["closed_eye"]
+    held_t, f1, mirror = metrics["held_out"], metrics["closed_eye"], metrics["fit_vs_mirrored_fit"]
     met, data = metrics["meets_targets"], metrics["data"]
     rows = [
         ("ARKit-52 MAE vs the fit", f"{held_t['mae']:.4f} (all zeros: {held_t['mae_zeros']:.4f})", "<= 0.04"),
@@ -96,6 +111,9 @@ def card(metrics: dict, held: list[str], out: Path) -> str:
         ("head rotation vs the fit, degrees", f"mean {held_t['rotation_deg']['mean']:.2f}, median "
          f"{held_t['rotation_deg']['median']:.2f}, p95 {held_t['rotation_deg']['p95']:.2f} (rigid landmarks alone: "
          f"mean {held_t['rigid_rotation_deg']['mean']:.2f})", "<= 3"),
+        ("the fit against itself: a held-out clip frame vs the mirrored frame, left/right swapped",
+         f"ARKit MAE {mirror['mae']:.4f}, jawOpen r {mirror['jawOpen_r']:.3f} ({mirror['frames']} frames)",
+         "(what is reproducible)"),
         ("closed-eye frame F1, labelled clips, as run", f"{f1['regress']['f1']:.3f} (fit: {f1['fit']['f1']:.3f})",
          ">= 0.95"),
         ("stage time per frame (median of the clips' medians, ms)",
@@ -164,6 +182,7 @@ def main() -> None:
     from facetrack.training.regress_data import fit_fingerprint, label_all, media_sources
 
     t0 = time.perf_counter()
+    fingerprint = fit_fingerprint()  # the fit that labels this run
     labels = label_all(media_sources(args.media), args.cache, args.workers)
     label_s = time.perf_counter() - t0
     faces = assemble(labels)
@@ -173,12 +192,12 @@ def main() -> None:
           f"({len(np.unique(train.identity))}), holding out {len(test)} ({len(np.unique(test.identity))})")
     net = train_network(train, epochs=args.epochs)
     held_table = table(test, net)
-    fingerprint = fit_fingerprint()
     export_engine(net, args.out, {"version": fingerprint, "fit_fingerprint": fingerprint})
     closed = closed_eye_f1(args.out, args.media)
     photos = {i for i in np.unique(faces.identity) if not i.startswith("clip-")}
     metrics = {
         "held_out": held_table, "train": table(train, net), "closed_eye": closed, "fingerprint": fingerprint,
+        "fit_vs_mirrored_fit": mirror_agreement(labels, HELD_CLIPS),
         "parameters": int(sum(p.numel() for p in net.parameters())),
         "data": {"faces": len(faces), "identities": int(len(np.unique(faces.identity))),
                  "clips": int(len({i for i in faces.identity if i.startswith("clip-")})), "photos": len(photos)},

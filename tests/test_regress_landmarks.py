@@ -117,3 +117,18 @@ def test_the_regress_stage_writes_every_face_of_a_batch_the_same_way() -> None:
     stage.write(np.zeros((480, 640, 3), np.uint8), faces)
     np.testing.assert_allclose(faces[0].blendshapes, faces[1].blendshapes)
     assert faces[0].blendshapes.shape == (len(ARKIT_BLENDSHAPES),) and faces[0].pose == faces[1].pose
+
+
+@pytest.mark.parametrize("backend", ["cuda", "tensorrt"])
+def test_the_gpu_backends_give_the_cpu_answers_or_skip_with_the_reason(backend: str) -> None:
+    from facetrack.engines.backends import select_backend
+
+    try:
+        select_backend(backend)
+    except EngineError as exc:
+        pytest.skip(str(exc))
+    rows = np.random.default_rng(3).standard_normal((64, N_FEATURES)).astype(np.float32)
+    cpu = LandmarkRegressEngine(SHIPPED_ENGINE, backend="cpu").predict(rows)
+    gpu = LandmarkRegressEngine(SHIPPED_ENGINE, backend=backend).predict(rows)  # TensorRT: FP16
+    for name in cpu:
+        np.testing.assert_allclose(gpu[name], cpu[name], atol=0.02)

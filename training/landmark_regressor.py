@@ -103,7 +103,7 @@ def build_network(train: FaceSet, components: int = 128, hidden: int = 256):
 
 
 def train_network(train: FaceSet, epochs: int = 60, batch: int = 256, lr: float = 2e-3, noise: float = 0.05,
-                  seed: int = 0, log=print):
+                  components: int = 128, hidden: int = 256, seed: int = 0, log=print):
     """L1 on the ARKit weights and on the rotation remainder (in units of its spread). The projection is fixed,
     so it runs once; Gaussian jitter (`noise`, in standardised units) on the projections stands for the
     landmark engine's frame-to-frame noise."""
@@ -111,7 +111,7 @@ def train_network(train: FaceSet, epochs: int = 60, batch: int = 256, lr: float 
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)  # a small network on a shared machine: more threads only wait on each other
-    net = build_network(train)
+    net = build_network(train, components, hidden)
     with torch.no_grad():
         z = net.project(torch.from_numpy(train.features))
     e = torch.from_numpy(train.expression.astype(np.float32))
