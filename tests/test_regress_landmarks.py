@@ -132,3 +132,38 @@ def test_the_gpu_backends_give_the_cpu_answers_or_skip_with_the_reason(backend: 
     gpu = LandmarkRegressEngine(SHIPPED_ENGINE, backend=backend).predict(rows)  # TensorRT: FP16
     for name in cpu:
         np.testing.assert_allclose(gpu[name], cpu[name], atol=0.02)
+
+
+def test_held_out_clips_are_whole_identities_and_a_wrong_name_is_refused() -> None:
+    pytest.importorskip("torch", reason="the training package needs the train extra (PyTorch)")
+    from facetrack.training.landmark_regressor import FaceSet, held_out_mask
+
+    identity = np.array(["clip-video-retalking-4"] * 3 + ["clip-video-retalking-5"] * 2 + ["img-a/x.jpg"])
+    n = len(identity)
+    faces = FaceSet(np.zeros((n, N_FEATURES), np.float32), np.zeros((n, 3, 3)), np.zeros((n, 52), np.float32),
+                    np.zeros((n, 3, 3)), np.zeros((n, 3), np.float32), identity, identity)
+    held = held_out_mask(faces, ("video-retalking/4",), photo_fraction=0.0)
+    assert held.tolist() == [True] * 3 + [False] * 3
+    assert held_out_mask(faces, (), photo_fraction=1.0).tolist() == [False] * 5 + [True]
+    with pytest.raises(ValueError, match="held-out clips not in the data"):
+        held_out_mask(faces, ("video-retalking/6",), photo_fraction=0.0)
+
+
+@pytest.mark.media
+def test_batch_engine_regress_tracks_clips_with_the_shipped_engine(short_face_clip: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from facetrack.adapters.file_sinks import read_metadata, read_results
+
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", "from facetrack.tracker.cli.batch import main; main()",
+                           str(short_face_clip), "--out-dir", str(out), "--format", "npz", "--workers", "1",
+                           "--engine", "regress", "--quiet"], capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    (result,) = out.glob("*.npz")
+    assert read_metadata(result).model_id == "regress"
+    frames = read_results(result)
+    assert len(frames) == 40 and all(f.faces[0].blendshapes.shape == (52,) for f in frames)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["options"]["coefficients"] == "regress"
