@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-HELD_CLIPS = ("WDA_KatieHill_000", "4", "W040_level_3_happy_029", "d6", "M026_level_3_disgusted_018")
+HELD_CLIPS = ("SadTalker_ref/WDA_KatieHill_000", "video-retalking/4", "spectre_MEAD/W040_level_3_happy_029",
+              "LivePortrait_driving/d6", "spectre_MEAD/M026_level_3_disgusted_018")
 """Held-out clips: the four with closed-eye labels (labels/clips.csv) and one turned head from MEAD."""
 PHOTO_FRACTION = 0.15
 TARGETS = {"mae": 0.04, "corr": 0.85, "f1": 0.95, "rotation_deg": 3.0}
@@ -52,11 +53,12 @@ def mirror_agreement(labels: dict, held_clips: tuple[str, ...]) -> dict:
     """The fit against itself: its weights on each held-out clip frame vs those on the mirrored frame with left
     and right swapped (a symmetric face gives the same answer both ways): how far the labels are reproducible."""
     from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES as NAMES
+    from facetrack.training.landmark_regressor import clip_identity
 
+    held = {clip_identity(c) for c in held_clips}
     swap = [NAMES.index(n.replace("Left", "#").replace("Right", "Left").replace("#", "Right")) for n in NAMES]
     pairs = [(z["blendshapes"], labels[f"{name}~m"]["blendshapes"][:, swap]) for name, z in labels.items()
-             if name.startswith("clip-") and name.split("-", 2)[2] in held_clips
-             and len(z["blendshapes"]) == len(labels[f"{name}~m"]["blendshapes"]) > 0]
+             if name in held and len(z["blendshapes"]) == len(labels[f"{name}~m"]["blendshapes"]) > 0]
     a, b = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
     jaw = NAMES.index("jawOpen")
     return {"frames": len(a), "mae": float(np.abs(a - b).mean()),

@@ -58,11 +58,22 @@ def assemble(labels: dict[str, dict[str, np.ndarray]]) -> FaceSet:
     return FaceSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in FaceSet.__dataclass_fields__))
 
 
+def clip_identity(clip: str) -> str:
+    """The identity of a clip given as 'folder/stem' (as under the media's videos/): its source's name."""
+    return "clip-" + clip.replace("/", "-")
+
+
 def held_out_mask(faces: FaceSet, held_clips: tuple[str, ...], photo_fraction: float) -> np.ndarray:
-    """True for faces of held-out identities: the named clips, and photos whose file hashes below the fraction."""
+    """True for faces of held-out identities: the clips ('folder/stem'), and photos whose file hashes below
+    the fraction. A held clip that matches no face is an error (a typo would silently train on it)."""
+    clips = {clip_identity(c) for c in held_clips}
+    missing = clips - set(faces.identity.tolist())
+    if missing:
+        raise ValueError(f"held-out clips not in the data: {sorted(missing)}")
+
     def held(identity: str) -> bool:
         if identity.startswith("clip-"):
-            return identity.split("-", 2)[2] in held_clips
+            return identity in clips
         return int(hashlib.sha1(identity.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < photo_fraction
 
     verdicts = {i: held(i) for i in np.unique(faces.identity)}
