@@ -124,11 +124,41 @@ class _Regress:
         self.hi = (1 - float(norm["mean"])) / float(norm["std"])
         self.device = device
 
+    def call(self, image: np.ndarray, rect: np.ndarray, batch: int) -> Callable[[], object]:
+        """The timed call for `batch` copies of the face region `rect`."""
+        return partial(self.run, image, np.stack([rect_affine(rect, self.size)] * batch))
+
     def run(self, image: np.ndarray, affines: np.ndarray) -> list[np.ndarray]:
         crops = crop_batch(image, affines, self.size, self.lo, self.hi, self.device)
         if self.device == "gpu" and self.network.backend != "tensorrt":
             crops = crops.get()
         return self.network.infer(crops.transpose(0, 3, 1, 2))
+
+
+class _LandmarkRegress:
+    """The landmark regressor's inference on a batch of feature rows (their preparation from the landmarks is
+    the regress stage's, timed by `facetrack bench`: engines/ cannot run a tracker stage)."""
+
+    def __init__(self, path: Path, backend: BackendName, threads: int, max_batch: int) -> None:
+        from facetrack.engines.regress_landmarks import LandmarkRegressEngine
+
+        self.engine = LandmarkRegressEngine(path, backend, threads=threads, max_batch=max_batch)
+        self.network = self.engine.network
+        self.rows = np.random.default_rng(0).standard_normal((max_batch, self.engine.features)).astype(np.float32)
+
+    def call(self, image: np.ndarray, rect: np.ndarray, batch: int) -> Callable[[], object]:
+        """The timed call for `batch` faces."""
+        return partial(self.network.infer, self.rows[:batch])
+
+
+def _regressor(path: Path, backend: BackendName, threads: int, max_batch: int,
+               device: str) -> _Regress | _LandmarkRegress:
+    """The crop regressor's or the landmark regressor's timed call, as the engine's sidecar says."""
+    from facetrack.engines.regress_landmarks import is_landmark_engine
+
+    if is_landmark_engine(path):
+        return _LandmarkRegress(path, backend, threads, max_batch)
+    return _Regress(path, backend, threads, max_batch, device)
 
 
 def measure_throughput(config: ThroughputConfig) -> ThroughputReport:
@@ -149,20 +179,19 @@ def measure_throughput(config: ThroughputConfig) -> ThroughputReport:
     eye_state = open_network(EYE_STATE, config.backend, threads=config.threads, max_batch=2 * most)
     eye_w, eye_h = (int(v) for v in eye_state.metadata["input_size"])
     eye_crops = np.random.default_rng(0).random((2 * most, 1, eye_h, eye_w), dtype=np.float32)
-    regress = None if config.regressor is None else _Regress(config.regressor, config.backend, config.threads,
-                                                             most, device)
+    regress = None if config.regressor is None else _regressor(config.regressor, config.backend, config.threads,
+                                                               most, device)
     stages = ["landmarks", "eye_state"] + (["regress"] if regress is not None else [])
     sampler = _GpuSampler() if device == "gpu" else None
     rows = []
     for batch in config.batches:
         rects = [rect] * batch
-        affines = None if regress is None else np.stack([rect_affine(rect, regress.size)] * batch)
         calls: dict[str, Callable[[], object]] = {
             "landmarks": partial(engine.landmarks, image, rects),
             "eye_state": partial(eye_state.infer, eye_crops[: 2 * batch]),
         }
         if regress is not None:
-            calls["regress"] = partial(regress.run, image, affines)
+            calls["regress"] = regress.call(image, rect, batch)
         runs = [{name: _timed(fn, config.budget_s) for name, fn in calls.items()} for _ in range(config.repeats)]
         rows.append(BatchRow(batch=batch, stage_s={s: statistics.median(r[s] for r in runs) for s in stages},
                              faces_per_s=[batch / sum(r.values()) for r in runs]))

@@ -107,7 +107,7 @@ def test_corrupt_clips_are_reported_and_the_others_finish(
     assert "partial: " in done.stderr and "failed: " in done.stderr
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["options"] == {"format": "jsonl", "max_faces": 1, "max_frames": None}
+    assert manifest["options"] == {"format": "jsonl", "max_faces": 1, "max_frames": None, "coefficients": "fit"}
     assert manifest["versions"]["mediapipe"] and manifest["ended_at"] is not None
     assert {name: clip["status"] for name, clip in manifest["clips"].items()} == {
         name: row["status"] for name, row in rows.items()

@@ -106,8 +106,7 @@ def test_wrong_missing_or_malformed_engines_are_clear_errors(trained, tmp_path: 
 
 def test_default_engine_is_the_installed_one(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACETRACK_DATA", str(tmp_path))
-    with pytest.raises(EngineError, match="none installed at .*regress.onnx.*facetrack train regressor"):
-        RegressStage(backend="cpu")
+    assert RegressStage(backend="cpu").landmark_engine is not None  # none installed: the shipped one
     _copy(trained[0], tmp_path / "engines")
     assert RegressStage(backend="cpu").engine.path == tmp_path / "engines" / "regress.onnx"
 

@@ -43,13 +43,14 @@ class TrackerConfig(BaseModel):
     coefficients: Literal["fit", "regress"] = Field(
         "fit",
         description="Where blendshapes, coefficients and pose come from. fit: `model` fitted to each face's "
-                    "landmarks; regress: the coefficient regressor (`regressor`) on an aligned crop of each face, "
-                    "all faces of a frame in one batch on `backend` (built-in rig only, no dynamics, no mesh; "
-                    "docs/engines.md).",
+                    "landmarks; regress: the regress engine (`regressor`) on each face's normalised landmarks "
+                    "(or, for a crop engine, an aligned crop), all faces of a frame in one batch on `backend` "
+                    "(built-in rig only, no dynamics, no mesh; docs/engines.md).",
     )
     regressor: Path | None = Field(
         None, description="The regress engine (.onnx with its .json) for coefficients='regress'; default: "
-                          "regress.onnx in the user data directory's engines/ folder.",
+                          "regress.onnx in the user data directory's engines/ folder if there is one, else the "
+                          "shipped landmark regressor (engines/models/regress_landmarks.onnx).",
     )
     overlap: bool = Field(
         True,

@@ -48,6 +48,7 @@ class RunOptions(BaseModel):
     format: Literal["parquet", "npz", "jsonl", "csv"]
     max_faces: int
     max_frames: int | None
+    coefficients: Literal["fit", "regress"] = "fit"  # a run's manifest from before the option: the fit
 
 
 class ClipRecord(BaseModel):

@@ -75,6 +75,9 @@ class BatchConfig(BaseModel):
     ray_address: str | None = Field(default=None, description='None: process pool; "auto": local Ray cluster.')
     max_faces: int = Field(default=1, ge=1, le=16)
     max_frames: int | None = Field(default=None, ge=1, description="Track at most this many frames of each clip.")
+    coefficients: Literal["fit", "regress"] = Field(
+        default="fit", description="Blendshapes and pose from the model fit, or from the shipped regress engine "
+                                   "(`TrackerConfig.coefficients`; its card: engines/models/regress_landmarks.md).")
     cpus_per_clip: float = Field(default=1.0, gt=0, description="Ray: CPUs each clip task requests.")
     gpus_per_clip: float = Field(default=0.0, ge=0, description="Ray: GPUs each clip task requests.")
     memory_per_clip: float | None = Field(default=None, gt=0, description="Ray: GiB of memory each clip reserves.")
@@ -92,10 +95,11 @@ class BatchConfig(BaseModel):
         return value
 
     def tracker_config(self) -> TrackerConfig:
-        return TrackerConfig(max_faces=self.max_faces, max_frames=self.max_frames)
+        return TrackerConfig(max_faces=self.max_faces, max_frames=self.max_frames, coefficients=self.coefficients)
 
     def run_options(self) -> RunOptions:
-        return RunOptions(format=self.format, max_faces=self.max_faces, max_frames=self.max_frames)
+        return RunOptions(format=self.format, max_faces=self.max_faces, max_frames=self.max_frames,
+                          coefficients=self.coefficients)
 
 
 class BatchReport(BaseModel):
@@ -197,8 +201,9 @@ def _check_resumable(manifest: Manifest | None, config: BatchConfig, out_dir: Pa
         used = manifest.options
         frames = f" --max-frames {used.max_frames}" if used.max_frames is not None else ""
         raise ManifestError(
-            f"the run in {out_dir} used --format {used.format} --max-faces {used.max_faces}{frames}; resume it "
-            "with the same --format, --max-faces and --max-frames, or use another --out-dir"
+            f"the run in {out_dir} used --format {used.format} --max-faces {used.max_faces}{frames} "
+            f"--engine {used.coefficients}; resume it with the same --format, --max-faces, --max-frames and "
+            "--engine, or use another --out-dir"
         )
 
 

@@ -174,6 +174,9 @@ def _print_report(console: Console, report: BatchReport) -> None:
 )
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Track at most N frames of each clip.")
+@click.option("--engine", "coefficients", type=click.Choice(["fit", "regress"]), default="fit", show_default=True,
+              help="Blendshapes and pose from the model fit, or from the shipped regress engine (about half the "
+                   "fit's time per face; its agreement with the fit: engines/models/regress_landmarks.md).")
 @click.option("--quiet", is_flag=True, help="No progress output, only the final report.")
 def batch_command(
     inputs: tuple[str, ...],
@@ -189,6 +192,7 @@ def batch_command(
     runtime_env: bool,
     max_faces: int,
     max_frames: int | None,
+    coefficients: str,
     quiet: bool,
 ) -> None:
     """Track every clip in INPUTS (folders, globs, files, @list.txt) into one result file each.
@@ -207,7 +211,7 @@ def batch_command(
             inputs=list(inputs), out_dir=out_dir, format=result_format, resume=resume, ray_address=ray_address,
             cpus_per_clip=cpus_per_clip, gpus_per_clip=gpus_per_clip, memory_per_clip=memory_per_clip,
             clip_timeout=clip_timeout, runtime_env=runtime_env, max_faces=max_faces, max_frames=max_frames,
-            **({"workers": workers} if workers is not None else {}),
+            coefficients=coefficients, **({"workers": workers} if workers is not None else {}),
         )  # fmt: skip
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from None

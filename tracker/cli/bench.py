@@ -354,14 +354,14 @@ def _throughput(source: str, engine: str, regressor: Path | None, backend: str, 
     """`bench --throughput`: the batched landmark runtime (mediapipe's graph cannot batch: LiteRT on the CPU,
     the ONNX conversions on a GPU) + eye state, + the regressor with --engine regress."""
     from facetrack.engines.backends import select_backend
-    from facetrack.engines.regress import default_engine_path
+    from facetrack.engines.regress_landmarks import regress_engine_path
     from facetrack.engines.throughput import ThroughputConfig, measure_throughput, render_throughput
 
     engine_fields(engine, regressor)  # refuses --regressor without --engine regress
     try:
         choice = select_backend(backend)
         runtime = engine if engine in ("litert", "onnx") else "litert" if choice.name == "cpu" else "onnx"
-        path = (regressor or default_engine_path()) if engine == "regress" else None
+        path = regress_engine_path(regressor) if engine == "regress" else None
         report = measure_throughput(ThroughputConfig(image=source, landmark_runtime=runtime, backend=backend,
                                                      batches=batches, repeats=repeats, regressor=path))
     except FacetrackError as exc:

@@ -69,7 +69,8 @@ def engine_options(command: Callable) -> Callable:
                           "head rotation from the coefficient regressor instead of the model fit."),
         click.option("--regressor", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="The regress engine (.onnx with its .json) for --engine regress; default: regress.onnx "
-                          "in the user data directory's engines/ folder."),
+                          "in the user data directory's engines/ folder if there is one, else the shipped "
+                          "landmark regressor."),
         click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto",
                      show_default=True,
                      help="Where our networks run: auto = TensorRT, then ONNX Runtime CUDA, then the CPU."),

@@ -1,6 +1,13 @@
 """The `regress` stage: each face's coefficients from the regress engine instead of the model fit.
 
-Per frame, for all faces at once (one engine call):
+Two kinds of engine, told apart by their sidecar. The shipped one (and any with
+`input: "landmarks"`) is landmark-conditioned: per frame, all faces' `landmark_features`
+go through it in one call; it gives the 52 ARKit weights and the rotation remainder D, the
+head rotation is R0 @ exp(D) (R0: the landmarks' rigid rotation), the translation is the
+landmarks' own (`head_translation`, as below). It has no identity coefficients. It is used
+unless a user engine is installed in the data directory or given (`--regressor`).
+
+A crop engine (`facetrack train regressor`) works so, per frame, for all faces at once:
 
 1. the 68 iBUG points of each face from its 478 landmarks (`ibug68_from_478`: the built-in
    rig's own 68-point embedding, the jaw spaced along the face oval as `jaw_embedding` does);
@@ -31,10 +38,12 @@ from scipy.spatial.transform import Rotation
 
 from facetrack.engines.backends import BackendName
 from facetrack.engines.onnx_runtime import EngineError
-from facetrack.engines.regress import TRAIN_HINT, RegressEngine, crop_face, default_engine_path
+from facetrack.engines.regress import RegressEngine, crop_face
+from facetrack.engines.regress_landmarks import LandmarkRegressEngine, is_landmark_engine, regress_engine_path
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
 from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
 from facetrack.tracker.stages.pose import head_translation, pose_from_matrix
+from facetrack.tracker.stages.regress_features import landmark_features
 
 MODEL_ID = "regress"
 """`model_id` of the coefficients the stage writes (their layout is in the stream metadata)."""
@@ -45,10 +54,13 @@ class RegressStage:
 
     def __init__(self, path: Path | None = None, backend: BackendName = "auto", max_faces: int = 1,
                  focal_px: float | None = None) -> None:
-        if path is None and not default_engine_path().is_file():
-            raise EngineError(f"no regress engine given and none installed at {default_engine_path()}; {TRAIN_HINT} "
-                              f"or copy regress.onnx and regress.json to {default_engine_path().parent}")
-        path = Path(path) if path is not None else default_engine_path()
+        path = regress_engine_path(path)
+        self.focal_px = focal_px
+        self.landmark_engine: LandmarkRegressEngine | None = None
+        if is_landmark_engine(path):
+            self.landmark_engine = LandmarkRegressEngine(path, backend, max_batch=max(max_faces, 1))
+            self.identity_size = 0
+            return
         self.engine = RegressEngine(path, backend, max_batch=max_faces)
         sizes = self.engine.sizes
         missing = {"identity", "expression", "pose"} - set(sizes)
@@ -60,7 +72,6 @@ class RegressStage:
                 f"{len(ARKIT_BLENDSHAPES)} ARKit ones of the built-in rig: train with a built-in-rig face model "
                 "as the recipe's `model.face_model` (docs/training.md, 'Distilling the fitter')")
         self.identity_size = sizes["identity"]
-        self.focal_px = focal_px
 
     def describe(self, metadata: StreamMetadata) -> StreamMetadata:
         """The stream metadata with the regressor's coefficient layout."""
@@ -72,19 +83,27 @@ class RegressStage:
         })
 
     def write(self, image: np.ndarray, faces: list[FaceResult]) -> None:
-        """Crop every face of the frame, run them as one batch, and write the results into the faces."""
+        """Run every face of the frame as one batch and write the results into the faces."""
         if not faces:
             return
         height, width = image.shape[:2]
-        points = [ibug68_from_478(face.landmarks) for face in faces]
-        out = self.engine.predict(np.stack([crop_face(image, p, self.engine.input_size)[0] for p in points]))
         focal = float(self.focal_px or width)
-        translation = np.stack([head_translation(np.asarray(f.landmarks), (width, height), focal) for f in faces])
-        rotation = Rotation.from_rotvec(out["pose"][:, :3].astype(np.float64)).as_matrix()  # head -> camera
+        landmarks = np.stack([np.asarray(f.landmarks) for f in faces])
+        translation = np.stack([head_translation(p, (width, height), focal) for p in landmarks])
+        points = [ibug68_from_478(p) for p in landmarks]
+        if self.landmark_engine is not None:
+            features, r0 = landmark_features(landmarks, (width, height), focal)
+            out = self.landmark_engine.predict(features)
+            rotation = r0 @ Rotation.from_rotvec(out["rotation"].astype(np.float64)).as_matrix()
+            identity = np.zeros((len(faces), 0), np.float32)
+        else:
+            out = self.engine.predict(np.stack([crop_face(image, p, self.engine.input_size)[0] for p in points]))
+            rotation = Rotation.from_rotvec(out["pose"][:, :3].astype(np.float64)).as_matrix()  # head -> camera
+            identity = out["identity"]
         expression = np.clip(out["expression"], 0.0, 1.0)
         for i, face in enumerate(faces):
             face.blendshapes = expression[i].copy()
             face.coefficients = FaceCoefficients.model_construct(
-                model_id=MODEL_ID, identity=out["identity"][i].copy(), expression=expression[i].copy())
+                model_id=MODEL_ID, identity=identity[i].copy(), expression=expression[i].copy())
             face.landmarks68 = points[i]
             face.pose = pose_from_matrix(rotation[i], translation[i])

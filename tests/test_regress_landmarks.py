@@ -1,0 +1,169 @@
+"""The shipped landmark regress engine: installed with the package, checked like every engine, run by
+`--engine regress` with no user file, and close to the fit it was trained on. Real ONNX Runtime, real clips."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from facetrack.engines.onnx_runtime import EngineError, sidecar_path
+from facetrack.engines.regress_landmarks import SHIPPED_ENGINE, LandmarkRegressEngine, regress_engine_path
+from facetrack.tracker.config import TrackerConfig
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.pipeline import Tracker
+from facetrack.tracker.stages.regress import RegressStage
+from facetrack.tracker.stages.regress_features import N_FEATURES, landmark_features
+
+
+def test_the_shipped_engine_is_small_checked_and_has_its_model_card() -> None:
+    meta = json.loads(sidecar_path(SHIPPED_ENGINE).read_text())
+    assert meta["engine"] == "regress" and meta["input"] == "landmarks" and meta["features"] == N_FEATURES
+    assert SHIPPED_ENGINE.stat().st_size < 4_000_000 and meta["bytes"] == SHIPPED_ENGINE.stat().st_size
+    card = SHIPPED_ENGINE.with_suffix(".md").read_text()
+    assert "## Held-out identities" in card and "python scripts/train_landmark_regressor.py" in card
+    engine = LandmarkRegressEngine(SHIPPED_ENGINE, backend="cpu")
+    out = engine.predict(np.zeros((3, N_FEATURES), np.float32))
+    assert out["expression"].shape == (3, 52) and out["rotation"].shape == (3, 3)
+    assert engine.predict(np.zeros((0, N_FEATURES), np.float32))["expression"].shape == (0, 52)
+    with pytest.raises(ValueError, match=f"features must be \\(N, {N_FEATURES}\\)"):
+        engine.predict(np.zeros((2, 10), np.float32))
+
+
+def test_with_nothing_installed_the_stage_runs_the_shipped_engine(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACETRACK_DATA", str(tmp_path))
+    assert regress_engine_path() == SHIPPED_ENGINE
+    stage = RegressStage(backend="cpu")
+    assert stage.landmark_engine is not None and stage.identity_size == 0
+
+
+def test_an_altered_or_mislabelled_engine_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "regress.onnx"
+    shutil.copy(SHIPPED_ENGINE, copy)
+    meta = json.loads(sidecar_path(SHIPPED_ENGINE).read_text())
+    sidecar_path(copy).write_text(json.dumps({**meta, "outputs": {"expression": 51, "rotation": 3}}))
+    with pytest.raises(EngineError, match="the regress stage needs"):
+        LandmarkRegressEngine(copy, backend="cpu")
+    sidecar_path(copy).write_text(json.dumps({**meta, "sha256": "0" * 64}))
+    with pytest.raises(EngineError, match="sha256"):
+        LandmarkRegressEngine(copy, backend="cpu")
+
+
+def test_features_do_not_see_where_the_face_is_how_big_or_how_it_is_turned() -> None:
+    rng = np.random.default_rng(1)
+    face = rng.normal(0, 30, (478, 3)) + [320, 240, 0]
+    turn = Rotation.from_euler("z", 25, degrees=True).as_matrix()
+    moved = (face - face.mean(0)) @ turn.T * 1.7 + [300, 260, 0]
+    both, r0 = landmark_features(np.stack([face, moved]), (640, 480), 640.0)
+    assert both.shape == (2, N_FEATURES) and r0.shape == (2, 3, 3)
+    np.testing.assert_allclose(both[0, :-3], both[1, :-3], atol=1e-4)
+    assert abs(both[1, -1] / both[0, -1] - 1.7) < 1e-3  # the size comes back as its own feature
+    with pytest.raises(ValueError, match="landmarks must be"):
+        landmark_features(np.zeros((2, 468, 3)), (640, 480), 640.0)
+
+
+def _run(clip: Path, **config) -> list:
+    with Tracker(TrackerConfig(backend="cpu", max_frames=60, filter={"enabled": False}, **config)) as tracker:
+        return [r.faces[0] if r.faces else None for r in tracker.track(clip)]
+
+
+@pytest.mark.media
+def test_engine_regress_on_a_real_clip_agrees_with_the_fit(face_clip: Path) -> None:
+    """What the shipped engine learnt: on 60 real frames its weights and rotation are near the current fit's,
+    and much nearer than all zeros. A fit changed since the engine was built fails here: rebuild it."""
+    regress, fit = _run(face_clip, coefficients="regress"), _run(face_clip)
+    pairs = [(r, f) for r, f in zip(regress, fit) if r is not None and f is not None]
+    assert len(pairs) >= 50
+    w_regress = np.stack([r.blendshapes for r, _ in pairs])
+    w_fit = np.stack([f.blendshapes for _, f in pairs])
+    assert ((w_regress >= 0) & (w_regress <= 1)).all()
+    mae, zeros = np.abs(w_regress - w_fit).mean(), np.abs(w_fit).mean()
+    assert mae < 0.06 and mae < 0.7 * zeros, (mae, zeros)
+    angle = [np.degrees((Rotation.from_quat(r.pose.rotation).inv() * Rotation.from_quat(f.pose.rotation)).magnitude())
+             for r, f in pairs]
+    assert np.median(angle) < 4.0, np.median(angle)
+    assert all(r.pose.translation[2] < 0 for r, _ in pairs)  # in front of the camera
+
+
+@pytest.mark.media
+def test_mirrored_frames_are_the_frames_flipped(short_face_clip: Path) -> None:
+    from facetrack.tracker.sources.frame_source import open_source
+    from facetrack.training.regress_data import MirroredSource
+
+    with av.open(str(short_face_clip)) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    source = MirroredSource(open_source(short_face_clip))
+    try:
+        frame = next(iter(source))
+    finally:
+        source.close()
+    np.testing.assert_array_equal(frame.image, first[:, ::-1])
+    assert source.info.width == first.shape[1]
+
+
+def test_the_regress_stage_writes_every_face_of_a_batch_the_same_way() -> None:
+    rng = np.random.default_rng(2)
+    from facetrack.tracker.core.schema import FaceResult
+
+    stage = RegressStage(SHIPPED_ENGINE, backend="cpu", max_faces=2)
+    points = rng.normal(0, 20, (478, 3)) + [320, 240, 0]
+    faces = [FaceResult.model_construct(track_id=i, landmarks=points.astype(np.float32)) for i in range(2)]
+    stage.write(np.zeros((480, 640, 3), np.uint8), faces)
+    np.testing.assert_allclose(faces[0].blendshapes, faces[1].blendshapes)
+    assert faces[0].blendshapes.shape == (len(ARKIT_BLENDSHAPES),) and faces[0].pose == faces[1].pose
+
+
+@pytest.mark.parametrize("backend", ["cuda", "tensorrt"])
+def test_the_gpu_backends_give_the_cpu_answers_or_skip_with_the_reason(backend: str) -> None:
+    from facetrack.engines.backends import select_backend
+
+    try:
+        select_backend(backend)
+    except EngineError as exc:
+        pytest.skip(str(exc))
+    rows = np.random.default_rng(3).standard_normal((64, N_FEATURES)).astype(np.float32)
+    cpu = LandmarkRegressEngine(SHIPPED_ENGINE, backend="cpu").predict(rows)
+    gpu = LandmarkRegressEngine(SHIPPED_ENGINE, backend=backend).predict(rows)  # TensorRT: FP16
+    for name in cpu:
+        np.testing.assert_allclose(gpu[name], cpu[name], atol=0.02)
+
+
+def test_held_out_clips_are_whole_identities_and_a_wrong_name_is_refused() -> None:
+    pytest.importorskip("torch", reason="the training package needs the train extra (PyTorch)")
+    from facetrack.training.landmark_regressor import FaceSet, held_out_mask
+
+    identity = np.array(["clip-video-retalking-4"] * 3 + ["clip-video-retalking-5"] * 2 + ["img-a/x.jpg"])
+    n = len(identity)
+    faces = FaceSet(np.zeros((n, N_FEATURES), np.float32), np.zeros((n, 3, 3)), np.zeros((n, 52), np.float32),
+                    np.zeros((n, 3, 3)), np.zeros((n, 3), np.float32), identity, identity)
+    held = held_out_mask(faces, ("video-retalking/4",), photo_fraction=0.0)
+    assert held.tolist() == [True] * 3 + [False] * 3
+    assert held_out_mask(faces, (), photo_fraction=1.0).tolist() == [False] * 5 + [True]
+    with pytest.raises(ValueError, match="held-out clips not in the data"):
+        held_out_mask(faces, ("video-retalking/6",), photo_fraction=0.0)
+
+
+@pytest.mark.media
+def test_batch_engine_regress_tracks_clips_with_the_shipped_engine(short_face_clip: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from facetrack.adapters.file_sinks import read_metadata, read_results
+
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", "from facetrack.tracker.cli.batch import main; main()",
+                           str(short_face_clip), "--out-dir", str(out), "--format", "npz", "--workers", "1",
+                           "--engine", "regress", "--quiet"], capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    (result,) = out.glob("*.npz")
+    assert read_metadata(result).model_id == "regress"
+    frames = read_results(result)
+    assert len(frames) == 40 and all(f.faces[0].blendshapes.shape == (52,) for f in frames)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["options"]["coefficients"] == "regress"

@@ -1,0 +1,182 @@
+"""The landmark-conditioned regress engine: a small MLP from normalised landmarks to the fit's outputs.
+
+Inputs are `landmark_features` (the regress stage's own function); targets are the fit's
+52 ARKit weights and the rotvec D of its head rotation relative to the landmarks' rigid
+rotation R0 (rotation = R0 @ exp(D)). The feature standardisation and the target scales are
+inside the network, so the exported ONNX takes the stage's features as they are. Data:
+training/regress_data.py; the run and its held-out table: scripts/train_landmark_regressor.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
+from facetrack.tracker.stages.regress_features import N_FEATURES, landmark_features
+
+OUTPUTS = {"expression": len(ARKIT_BLENDSHAPES), "rotation": 3}
+"""The engine's outputs and their sizes per face (what the regress stage reads)."""
+
+
+@dataclass
+class FaceSet:
+    """Every labelled face: inputs, targets, and what it came from."""
+
+    features: np.ndarray  # (N, N_FEATURES) float32
+    r0: np.ndarray  # (N, 3, 3) rigid rotation from the landmarks
+    expression: np.ndarray  # (N, 52) the fit's ARKit weights
+    rotation: np.ndarray  # (N, 3, 3) the fit's head -> camera rotation
+    residual: np.ndarray  # (N, 3) rotvec of r0^T rotation
+    identity: np.ndarray  # (N,) str: the clip, or the photo file
+    source: np.ndarray  # (N,) str: the labelled source (a '~m' suffix: mirrored)
+
+    def take(self, mask: np.ndarray) -> FaceSet:
+        return FaceSet(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def assemble(labels: dict[str, dict[str, np.ndarray]]) -> FaceSet:
+    """One FaceSet from `label_all`'s per-source arrays; the identity of a photo's face is its file."""
+    parts = []
+    for name, z in labels.items():
+        if not len(z["item"]):
+            continue
+        features, r0 = landmark_features(z["landmarks"], z["size"], z["size"][:, 0])  # focal: the width, as run
+        rotation = Rotation.from_quat(z["rotation"].astype(np.float64)).as_matrix()
+        residual = Rotation.from_matrix(np.einsum("nji,njk->nik", r0, rotation)).as_rotvec()
+        identity = np.array([item.split("#")[0] for item in z["item"]])
+        parts.append(FaceSet(features, r0, z["blendshapes"], rotation, residual.astype(np.float32), identity,
+                             np.full(len(features), name)))
+    return FaceSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in FaceSet.__dataclass_fields__))
+
+
+def clip_identity(clip: str) -> str:
+    """The identity of a clip given as 'folder/stem' (as under the media's videos/): its source's name."""
+    return "clip-" + clip.replace("/", "-")
+
+
+def held_out_mask(faces: FaceSet, held_clips: tuple[str, ...], photo_fraction: float) -> np.ndarray:
+    """True for faces of held-out identities: the clips ('folder/stem'), and photos whose file hashes below
+    the fraction. A held clip that matches no face is an error (a typo would silently train on it)."""
+    clips = {clip_identity(c) for c in held_clips}
+    missing = clips - set(faces.identity.tolist())
+    if missing:
+        raise ValueError(f"held-out clips not in the data: {sorted(missing)}")
+
+    def held(identity: str) -> bool:
+        if identity.startswith("clip-"):
+            return identity in clips
+        return int(hashlib.sha1(identity.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < photo_fraction
+
+    verdicts = {i: held(i) for i in np.unique(faces.identity)}
+    return np.array([verdicts[i] for i in faces.identity])
+
+
+def build_network(train: FaceSet, components: int = 128, hidden: int = 256):
+    """The network: the training set's feature standardisation and its first `components` principal axes (fixed,
+    not trained: the 478 points move together, so a few directions carry them), then an MLP; the rotation
+    output is scaled by the training remainders' spread."""
+    import torch
+    from torch import nn
+
+    mean, std = train.features.mean(0), train.features.std(0) + 1e-4
+    _, _, vt = np.linalg.svd((train.features - mean) / std, full_matrices=False)
+
+    class LandmarkRegressor(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.from_numpy(mean.astype(np.float32)))
+            self.register_buffer("inv_std", torch.from_numpy((1 / std).astype(np.float32)))
+            self.register_buffer("axes", torch.from_numpy(vt[:components].T.astype(np.float32).copy()))
+            self.register_buffer("rot_scale", torch.tensor(train.residual.std(0) + 1e-4, dtype=torch.float32))
+            self.head = nn.Sequential(nn.Linear(components, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                      nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, sum(OUTPUTS.values())))
+
+        def project(self, features: torch.Tensor) -> torch.Tensor:
+            return ((features - self.mean) * self.inv_std) @ self.axes
+
+        def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.head(z)
+            return out[:, :OUTPUTS["expression"]], out[:, OUTPUTS["expression"]:] * self.rot_scale
+
+        def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.split(self.project(features))
+
+    return LandmarkRegressor()
+
+
+def train_network(train: FaceSet, epochs: int = 60, batch: int = 256, lr: float = 2e-3, noise: float = 0.05,
+                  components: int = 128, hidden: int = 256, seed: int = 0, log=print):
+    """L1 on the ARKit weights and on the rotation remainder (in units of its spread). The projection is fixed,
+    so it runs once; Gaussian jitter (`noise`, in standardised units) on the projections stands for the
+    landmark engine's frame-to-frame noise."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)  # a small network on a shared machine: more threads only wait on each other
+    net = build_network(train, components, hidden)
+    with torch.no_grad():
+        z = net.project(torch.from_numpy(train.features))
+    e = torch.from_numpy(train.expression.astype(np.float32))
+    d = torch.from_numpy(train.residual.astype(np.float32))
+    optimiser = torch.optim.AdamW(net.head.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * ((len(z) + batch - 1) // batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.1)
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        order = torch.randperm(len(z))
+        total = 0.0
+        for i in range(0, len(z), batch):
+            idx = order[i:i + batch]
+            pe, pd = net.split(z[idx] + noise * torch.randn(len(idx), z.shape[1]))
+            loss = (pe - e[idx]).abs().mean() + ((pd - d[idx]) / net.rot_scale).abs().mean() * 0.05
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item() * len(idx)
+        if epoch % 10 == 0 or epoch == epochs - 1:
+            log(f"  epoch {epoch:3d}  loss {total / len(z):.4f}  {time.perf_counter() - t0:5.0f} s")
+    return net.eval()
+
+
+def predict(net, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ARKit weights clipped to 0..1, rotation remainder rotvec) of the torch network."""
+    import torch
+
+    with torch.no_grad():
+        e, d = net(torch.from_numpy(features))
+    return np.clip(e.numpy(), 0, 1), d.numpy()
+
+
+def export_engine(net, path: Path, metadata: dict) -> Path:
+    """ONNX (opset 17, dynamic batch) with input `features`, outputs OUTPUTS, and its checksummed sidecar."""
+    import warnings
+
+    import torch
+
+    from facetrack.training.export import attach_metadata
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = ["features", *OUTPUTS]
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated; the dynamo one needs onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, torch.zeros(1, N_FEATURES), str(path), input_names=["features"],
+                          output_names=list(OUTPUTS), dynamic_axes={n: {0: "n"} for n in names}, opset_version=17,
+                          dynamo=False)
+    return attach_metadata(path, {"engine": "regress", "input": "landmarks", "features": N_FEATURES,
+                                  "outputs": OUTPUTS, **metadata})
+
+
+def rotation_error_deg(r0: np.ndarray, residual: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Angle in degrees between R0 @ exp(residual) and the target rotations."""
+    pred = r0 @ Rotation.from_rotvec(residual.astype(np.float64)).as_matrix()
+    return np.degrees(Rotation.from_matrix(np.einsum("nji,njk->nik", pred, target)).magnitude())
