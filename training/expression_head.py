@@ -4,19 +4,22 @@ Faces are drawn from the packaged model (`ict478`: ICT Face Model Light at the 4
 landmarks) with known weights, so every sample has an exact answer:
 
 - identity: N(0, 1) on its 40 modes;
-- expression: sparse and realistic (`sample_expressions`): neutral, talking, a wide-open
+- expression: sparse and realistic (`ExpressionSampler`): neutral, talking, a wide-open
   jaw, smiles with or without teeth, frowns, puckers and funnels, raised and lowered
   brows, a raised chin, single-sided versions of each, blinks and squints, and a faint
   background of other shapes; never two antagonists together;
 - pose: yaw +-40 deg, pitch +-25, roll +-20, 40-120 cm from a pinhole camera;
-- what the tracker gets wrong: the landmarks carry noise (independent jitter of 0.2-1%
-  of the face's radius and a correlated part shaped like identity modes), the fitted pose
-  is off by ~1.5 deg, and the track's neutral (identity plus rest face) is off by a little
-  identity and by faint expressions caught in the rest face.
+- what the tracker gets wrong (`NoiseModel`): the landmarks carry noise (independent
+  jitter of 0.2-1% of the face's radius and a correlated part shaped like identity modes),
+  real faces do not move like the model's shapes (a smooth random gain on each sample's
+  motion), the fitted pose is off by ~1.5 deg, and the track's neutral (identity plus rest
+  face) is off by a little identity, by faint expressions caught in the rest face and by a
+  smooth error of its shape and depth (never observed from the front).
 
 The input is computed exactly as the tracker computes it (the observed landmarks
 back-projected into the head frame at the fitted pose, minus the estimated neutral,
-divided by the face's radius); the target is the 52 ARKit weights. The MLP is trained
+divided by the face's radius); the target is the 52 ARKit weights (jawOpen on ARKit's
+scale, `JAW_SCALE`). The MLP is trained
 with torch on fresh batches (no dataset is stored), with mirror augmentation (the mirror
 image of a sample and its left/right-swapped target). Never trained on labelled real
 frames: those are the test (scripts/eval_expressions.py).

@@ -12,7 +12,7 @@ head frame at the fitted pose (rest_face.observed_shape) minus the track's neutr
 (identity plus rest face), over the fitted landmarks, divided by the face's RMS radius.
 It is evaluated on the face and on its mirror image (x negated, landmarks and
 left/right weights swapped) and the two answers averaged, so a face and its mirror image
-get mirrored weights exactly. Inference is three small dense layers in numpy (~0.05 ms).
+get mirrored weights exactly. Inference is three small dense layers in numpy (~0.2 ms a face).
 The weights are plain arrays in `data/expression_head.npz` (no pickle).
 """
 
