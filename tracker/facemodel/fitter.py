@@ -40,6 +40,7 @@ import numpy as np
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
+from facetrack.tracker.facemodel.expression_head import ExpressionHead, packaged_head
 from facetrack.tracker.facemodel.fitter_config import FitterConfig
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
 from facetrack.tracker.facemodel.prepared import PreparedModel, TrackState
@@ -63,6 +64,17 @@ class FitResult:
     confidence: float  # SIR confidence of this frame, 0..1
     rms_px: float  # reprojection RMS of the used landmarks, pixels
     model: MorphableModel = field(repr=False)
+    learned: np.ndarray | None = None  # (52,) the expression head's weights where it speaks, NaN elsewhere
+
+    def __post_init__(self) -> None:
+        self.blendshapes = self.arkit()
+
+    def arkit(self) -> np.ndarray:
+        """The 52 ARKit weights given out: the head's where it speaks, the fit's elsewhere (stages after
+        the fit rewrite `blendshapes` from the fit's own weights; the stage that writes calls this again)."""
+        if self.learned is None:
+            return self.blendshapes
+        return np.where(np.isnan(self.learned), self.blendshapes, self.learned).astype(np.float32)
 
     def vertices(self, frame: str = "camera") -> np.ndarray:
         """Dense mesh (V, 3) in cm, in the camera frame (default) or the head frame."""
@@ -86,6 +98,7 @@ class FaceModelFitter:
         self._shared = self._prepare(model) if model is not None else None
         self._tracks: dict[int, TrackState] = {}
         self._preset: tuple[np.ndarray, np.ndarray] | None = None  # a saved neutral for new tracks
+        self.head = self._load_head(model)
         self.last_iterations = 0  # joint steps the last fit needed (diagnostics)
 
     @property
@@ -205,8 +218,10 @@ class FaceModelFitter:
         coef = np.concatenate([ident, expr])
         shape = track.id_shape + (pm.basis_flat_exp @ expr).reshape(-1, 3)
         conf = sir_confidence(rot, expr, cfg.sir_lambda)
-        if self.model is not None and (track.rest is not None or (cfg.rest_window and track.rest_offset is None)):
-            self._collect_rest(track, observed_shape(shape, p, rot, trans, present), expr, ident)
+        collect = self.model is not None and (track.rest is not None or (cfg.rest_window and track.rest_offset is None))
+        observed = observed_shape(shape, p, rot, trans, present) if collect or self.head is not None else None
+        if collect:
+            self._collect_rest(track, observed, expr, ident)
         track.rotation, track.translation, track.expression = rot, trans, expr
         track.frames += 1
         # outputs
@@ -219,14 +234,32 @@ class FaceModelFitter:
             c68 = (pm.base68 + (pm.basis68.reshape(-1, pm.k) @ coef).reshape(-1, 3)) @ rot.T + trans
             l68 = np.stack([w / 2 + f * c68[:, 0] / -c68[:, 2], h / 2 - f * c68[:, 1] / -c68[:, 2]], axis=1)
         model = pm.model
+        blendshapes = np.clip(model.arkit_map @ expr.astype(np.float32), 0, 1)
+        learned = None
+        if self.head is not None:
+            # the learned head reads the face's displacement from its neutral (identity + rest face); before
+            # the rest face exists that displacement holds some of the person's own face: both must agree
+            out = self.head(self.head.features(observed, track.id_shape, pm.radius))
+            out = out if track.rest_offset is not None else np.minimum(out, blendshapes)
+            learned = np.where(self._head_mask, out, np.nan).astype(np.float32)
         return FitResult(
-            model_id=model.id, blendshapes=np.clip(model.arkit_map @ expr.astype(np.float32), 0, 1),
+            model_id=model.id, blendshapes=blendshapes, learned=learned,
             expression=expr.astype(np.float32), identity=ident.astype(np.float32), rotation=rot.copy(),
             translation=trans.copy(), landmarks68=l68.astype(np.float32), focal_px=f, image_size=(w, h),
             confidence=conf, rms_px=rms, model=model,
         )
 
     # -- internals -----------------------------------------------------------------------
+    def _load_head(self, model: MorphableModel | None) -> ExpressionHead | None:
+        """The packaged landmark-to-weights head, when the config asks for it and it was trained on this model."""
+        if self.config.head == "off" or model is None or self._shared is None:
+            return None
+        head = packaged_head()
+        if head is None or head.model_id != model.id or not np.array_equal(head.landmarks, self._shared.idx):
+            return None
+        self._head_mask = np.array([self.config.head == "all" or not n.startswith("eye") for n in ARKIT_BLENDSHAPES])
+        return head
+
     def _track(self, track_id: int, lm: np.ndarray, w: int, h: int, f: float) -> TrackState | None:
         t = self._tracks.get(track_id)
         if self.model is None:

@@ -41,4 +41,7 @@ class FitterConfig(BaseModel):
     rest_source: Literal["auto", "on demand"] = Field("auto", description="auto: the calmest warm-up frames; "
                                                       "on demand: the user holds a neutral face for the window.")
     rest_early: int = Field(30, ge=0, description="A provisional rest face after this many frames (0: none).")
+    head: Literal["off", "face", "all"] = Field("face", description="Where the learned landmark-to-weights head "
+                                               "(expression_head.py) gives the ARKit weights: face (all but eye*, "
+                                               "which the eye stage owns), all, or off (the fit's own weights).")
     rest_keep: float = Field(0.15, gt=0, le=1, description="Fraction of the warm-up's calmest frames kept for rest.")

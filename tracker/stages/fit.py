@@ -96,7 +96,7 @@ class FitStage:
 
     def write(self, face: FaceResult, fit: FitResult) -> None:
         """Write a fit (possibly refined by the dynamics stage) into the face's result."""
-        face.blendshapes = fit.blendshapes
+        face.blendshapes = fit.arkit()  # the expression head's weights survive the refinements after the fit
         face.coefficients = FaceCoefficients.model_construct(
             model_id=fit.model_id,
             identity=fit.identity.astype(np.float32),
