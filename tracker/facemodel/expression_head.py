@@ -134,3 +134,11 @@ def packaged_head() -> ExpressionHead | None:
     """The packaged head, loaded once; None when the package holds none."""
     path = _packaged_path()
     return load_head(path) if path.is_file() else None
+
+
+def head_for_model(model_id: str, landmarks: np.ndarray) -> ExpressionHead | None:
+    """The packaged head when it was trained on this model and these fitted landmarks; None otherwise."""
+    head = packaged_head()
+    if head is None or head.model_id != model_id or not np.array_equal(head.landmarks, landmarks):
+        return None
+    return head

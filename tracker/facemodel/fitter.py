@@ -40,7 +40,7 @@ import numpy as np
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
-from facetrack.tracker.facemodel.expression_head import ExpressionHead, packaged_head
+from facetrack.tracker.facemodel.expression_head import ExpressionHead, head_for_model
 from facetrack.tracker.facemodel.fitter_config import FitterConfig
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
 from facetrack.tracker.facemodel.prepared import PreparedModel, TrackState
@@ -254,11 +254,8 @@ class FaceModelFitter:
         """The packaged landmark-to-weights head, when the config asks for it and it was trained on this model."""
         if self.config.head == "off" or model is None or self._shared is None:
             return None
-        head = packaged_head()
-        if head is None or head.model_id != model.id or not np.array_equal(head.landmarks, self._shared.idx):
-            return None
         self._head_mask = np.array([self.config.head == "all" or not n.startswith("eye") for n in ARKIT_BLENDSHAPES])
-        return head
+        return head_for_model(model.id, self._shared.idx)
 
     def _track(self, track_id: int, lm: np.ndarray, w: int, h: int, f: float) -> TrackState | None:
         t = self._tracks.get(track_id)
