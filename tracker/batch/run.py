@@ -19,7 +19,7 @@ import platform
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, Protocol
@@ -79,7 +79,7 @@ class BatchConfig(BaseModel):
     gpus_per_clip: float = Field(default=0.0, ge=0, description="Ray: GPUs each clip task requests.")
     memory_per_clip: float | None = Field(default=None, gt=0, description="Ray: GiB of memory each clip reserves.")
     clip_timeout: float | None = Field(default=None, gt=0, description="Ray: seconds one clip may run.")
-    runtime_env: bool = Field(default=False, description="Ray: workers install this facetrack version themselves.")
+    runtime_env: bool = Field(default=False, description="Ray: nodes get this facetrack and its pinned dependencies.")
 
     @field_validator("out_dir", mode="before")
     @classmethod
@@ -254,10 +254,12 @@ def run_batch(config: BatchConfig, open_sink: SinkOpener, progress: BatchProgres
         out_url, config = config.out_dir, config.model_copy(update={"out_dir": staging_dir(config.out_dir)})
     if config.ray_address is None:
         return _run_batch(config, open_sink, progress, given, None, t0, out_url)
-    from facetrack.tracker.batch.cluster import pinned_runtime_env, ray_session
+    from facetrack.tracker.batch.cluster import ray_session
+    from facetrack.tracker.batch.runtime_env import facetrack_runtime_env
 
-    runtime_env = pinned_runtime_env() if config.runtime_env else None
-    with ray_session(config.ray_address, config.workers, runtime_env) as ray:
+    with ExitStack() as stack:
+        runtime_env = stack.enter_context(facetrack_runtime_env()) if config.runtime_env else None
+        ray = stack.enter_context(ray_session(config.ray_address, config.workers, runtime_env))
         return _run_batch(config, open_sink, progress, given, ray, t0, out_url)
 
 
