@@ -115,7 +115,6 @@ class BatchReport(BaseModel):
         return EXIT_OK if all(clip.status == "ok" for clip in self.clips) else EXIT_CLIPS_FAILED
 
 
-
 class BatchProgress(Protocol):
     """What a run reports as it goes: tracker/cli/batch.py draws it, `QuietProgress` drops it."""
 
@@ -367,5 +366,3 @@ def _run_batch(
         out_dir=out_url or out_dir, clips=records, skipped=entry.clips_skipped, interrupted=interrupted,
         wall_seconds=time.time() - t0,
     )  # fmt: skip
-
-
