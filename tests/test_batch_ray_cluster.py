@@ -326,7 +326,6 @@ def _listeners(pids: list[int]) -> list[tuple[str, str, int]]:
 def test_private_cluster_listens_on_loopback_only_and_is_gone_after_kill_9(face_clip: Path, tmp_path: Path) -> None:
     """No cluster anywhere: a private one starts, every socket of it (and of the batch) is on loopback while a
     clip runs, and killing the batch with SIGKILL ends all of it."""
-    before = set(Path(tempfile.gettempdir()).glob("facetrack-ray-*"))
     out = tmp_path / "out"
     process = subprocess.Popen(
         [*BATCH, str(face_clip), "-o", str(out), "--ray", "-j", "1"],
@@ -336,12 +335,10 @@ def test_private_cluster_listens_on_loopback_only_and_is_gone_after_kill_9(face_
     while not ((out / "manifest.json").exists() and '"status": "running"' in (out / "manifest.json").read_text()):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
-    mine = set(Path(tempfile.gettempdir()).glob("facetrack-ray-*")) - before
-    assert len(mine) == 1
-    marker = mine.pop().name
-    named = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
-    assert named  # gcs_server and raylet name the cluster's temp dir; workers and actors are in their session
-    session = os.getsid(named[0].pid)
+    # this run's cluster (not another one on the machine): the watchdog is the batch's child, leading its session
+    (watchdog,) = [child for child in psutil.Process(process.pid).children() if "watch()" in " ".join(child.cmdline())]
+    session, cluster_dir = watchdog.pid, Path(watchdog.cmdline()[3])
+    assert os.getsid(watchdog.pid) == session and cluster_dir.name.startswith("facetrack-ray-")
     members = session_members(session)
     assert len(members) >= 4  # watchdog, ray start, gcs_server, raylet, agents, workers
     listeners = _listeners([*members, process.pid])
@@ -354,7 +351,7 @@ def test_private_cluster_listens_on_loopback_only_and_is_gone_after_kill_9(face_
     while session_members(session) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not session_members(session)
-    assert not (Path(tempfile.gettempdir()) / marker).exists()  # the watchdog removed the cluster's folder
+    assert not cluster_dir.exists()  # the watchdog removed the cluster's folder
 
 
 def _running(out: Path) -> int:

@@ -47,7 +47,7 @@ PROBE_SECONDS = 3.0
 """How long the check that the cluster exists and accepts us may take."""
 START_SECONDS = 60.0
 STOP_SECONDS = 2.0
-"""After this, the private cluster's processes that ignored SIGTERM are killed."""
+"""How long the watchdog waits for the killed cluster's processes to be gone."""
 _TOKEN_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 SINGLE_NODE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 """Ray keeps a loopback node address (and so binds loopback) only with this; see the module docstring."""
@@ -232,16 +232,14 @@ def watch() -> None:
 
     Started as a session leader, so every process of the cluster (gcs_server, raylet,
     agents, task workers, actors) is in its session; stdin closes when the batch process
-    stops the cluster or dies, however it dies. Then the cluster's temporary folder
-    (argv[1]) is removed.
+    stops the cluster or dies, however it dies. Every process of the session is then
+    killed at once: the cluster is thrown away, so nothing needs a clean shutdown, and a
+    task worker must not go on writing (a SIGTERM grace let it for 2 s and more on a loaded
+    machine). Then the cluster's temporary folder (argv[1]) is removed.
     """
     session = os.getsid(0)
-    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
+    subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
     sys.stdin.buffer.read()
-    _signal_session(session, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_SECONDS
-    while child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
     _signal_session(session, signal.SIGKILL)
     deadline = time.monotonic() + STOP_SECONDS
     while [pid for pid in session_members(session) if pid != os.getpid()] and time.monotonic() < deadline:
