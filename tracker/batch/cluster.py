@@ -72,6 +72,12 @@ def import_ray() -> ModuleType:
     return ray
 
 
+def require_ray() -> None:
+    """RayUnavailableError when Ray is not installed, before anything starts; Ray is not imported yet (see below)."""
+    if importlib.util.find_spec("ray") is None:
+        import_ray()
+
+
 def find_token() -> str | None:
     """The token Ray would use, from its documented sources in its order; None when there is none."""
     if token := os.environ.get("RAY_AUTH_TOKEN", "").strip():
@@ -331,8 +337,7 @@ def ray_session(requested: str, num_cpus: int, runtime_env: dict[str, object] | 
     """
     saved = {key: os.environ.get(key) for key in (*_TOKEN_VARIABLES, *SINGLE_NODE)}
     with _environment(saved), contextlib.ExitStack() as stack:
-        if importlib.util.find_spec("ray") is None:  # fail before a cluster starts (not imported yet: see above)
-            import_ray()
+        require_ray()
         address = existing_address(requested)
         node_ip = None
         if address is None:

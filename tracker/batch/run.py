@@ -253,11 +253,15 @@ def run_batch(config: BatchConfig, open_sink: SinkOpener, progress: BatchProgres
         out_url, config = config.out_dir, config.model_copy(update={"out_dir": staging_dir(config.out_dir)})
     if config.ray_address is None:
         return _run_batch(config, open_sink, progress, given, None, t0, out_url)
-    from facetrack.tracker.batch.cluster import ray_session
-    from facetrack.tracker.batch.runtime_env import facetrack_runtime_env
+    from facetrack.tracker.batch.cluster import ray_session, require_ray
 
+    require_ray()
     with ExitStack() as stack:
-        runtime_env = stack.enter_context(facetrack_runtime_env()) if config.runtime_env else None
+        runtime_env = None
+        if config.runtime_env:
+            from facetrack.tracker.batch.runtime_env import facetrack_runtime_env
+
+            runtime_env = stack.enter_context(facetrack_runtime_env())
         ray = stack.enter_context(ray_session(config.ray_address, config.workers, runtime_env))
         return _run_batch(config, open_sink, progress, given, ray, t0, out_url)
 

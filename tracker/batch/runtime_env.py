@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import Requirement
-
 SUBPACKAGES = ("tracker", "engines", "adapters", "training")
 """facetrack's top-level packages (pyproject's `packages`; tests/test_batch_cluster_units.py keeps them in step)."""
 WORKER_EXTRAS = ("cloud",)
@@ -29,6 +27,8 @@ WORKER_EXTRAS = ("cloud",)
 
 def pinned_requirements() -> list[str]:
     """facetrack's dependencies (and its installed WORKER_EXTRAS'), each pinned to the version installed here."""
+    from packaging.requirements import Requirement  # Ray's own dependency
+
     pinned = set()
     for text in metadata.requires("facetrack") or []:
         requirement = Requirement(text)
