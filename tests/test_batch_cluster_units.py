@@ -16,10 +16,10 @@ from facetrack.tracker.batch.cluster import (
     enable_token_auth,
     existing_address,
     find_token,
-    pinned_runtime_env,
     probe,
 )
 from facetrack.tracker.batch.ray_cluster import TaskShape, cluster_slots
+from facetrack.tracker.batch.runtime_env import SUBPACKAGES, facetrack_runtime_env
 
 
 @pytest.fixture()
@@ -88,5 +88,22 @@ def test_slots_follow_every_requested_resource() -> None:
     assert cluster_slots({"CPU": 1.0}, TaskShape(gpus=1)) == 0
 
 
-def test_runtime_env_pins_this_version() -> None:
-    assert pinned_runtime_env() == {"pip": [f"facetrack=={version('facetrack')}"]}
+def test_runtime_env_carries_this_facetrack_and_pins_its_dependencies() -> None:
+    """The package goes as py_modules (this very source), the dependencies pinned to what runs here."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    top = {name.split(".")[1] for name in project["tool"]["setuptools"]["packages"]}
+    assert set(SUBPACKAGES) == top
+    with facetrack_runtime_env() as runtime_env:
+        (package,) = runtime_env["py_modules"]
+        assert Path(package).name == "facetrack"
+        assert (Path(package) / "tracker" / "batch" / "runtime_env.py").read_text() == Path(
+            batch_cluster.__file__
+        ).with_name("runtime_env.py").read_text()
+        assert not list(Path(package).rglob("__pycache__"))
+    assert not Path(package).exists()  # removed once Ray has it
+    pinned = runtime_env["pip"]
+    assert f"mediapipe=={version('mediapipe')}" in pinned and f"numpy=={version('numpy')}" in pinned
+    assert all("==" in line for line in pinned)
+    assert not any(line.startswith(("facetrack", "ray", "torch")) for line in pinned)

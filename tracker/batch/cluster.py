@@ -10,15 +10,21 @@ turns on `RAY_AUTH_MODE=token` unless the user set the mode.
 The private cluster is `ray start --head --block` on 127.0.0.1 with no dashboard and a
 random token of its own, run by a watchdog process that ends every process of the
 cluster's session when our end of its pipe closes: at the end of the run, and also when
-the batch process is killed with SIGKILL. Ray 2.60's gcs_server and raylet listen on
-every interface whatever `--node-ip-address` says; the per-run token is what keeps
-other machines out (docs/batch.md).
+the batch process is killed with SIGKILL. Every one of its listeners is on loopback:
+Ray's gRPC servers (gcs_server, raylet, object manager, each worker's) bind 127.0.0.1
+only when the node's address is exactly 127.0.0.1, and `ray start` replaces a loopback
+`--node-ip-address` by the machine's external address unless Ray's single-node switch
+`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` is set (what Ray does on macOS and Windows), so
+the cluster and our driver run with it. The driver uses it too for any `--ray` address
+on 127.0.0.1: without it Ray would connect to the machine's external address, where a
+loopback-only cluster does not answer (a cluster listening everywhere answers either way).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import ipaddress
 import os
 import secrets
 import shutil
@@ -41,8 +47,10 @@ PROBE_SECONDS = 3.0
 """How long the check that the cluster exists and accepts us may take."""
 START_SECONDS = 60.0
 STOP_SECONDS = 2.0
-"""After this, the private cluster's processes that ignored SIGTERM are killed."""
+"""How long the watchdog waits for the killed cluster's processes to be gone."""
 _TOKEN_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
+SINGLE_NODE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+"""Ray keeps a loopback node address (and so binds loopback) only with this; see the module docstring."""
 
 
 class RayUnavailableError(FacetrackError):
@@ -62,6 +70,12 @@ def import_ray() -> ModuleType:
             f'--ray needs Ray, which is not installed ({exc}); install it with: pip install "facetrack[ray]"'
         ) from None
     return ray
+
+
+def require_ray() -> None:
+    """RayUnavailableError when Ray is not installed, before anything starts; Ray is not imported yet (see below)."""
+    if importlib.util.find_spec("ray") is None:
+        import_ray()
 
 
 def find_token() -> str | None:
@@ -96,6 +110,17 @@ def _reachable(address: str, timeout: float = PROBE_SECONDS) -> bool:
         return False
 
 
+def _is_loopback(address: str) -> bool:
+    """Whether a `host:port` address (not `ray://`) names this machine by its loopback address."""
+    host = address.rpartition(":")[0].strip("[]")
+    if address.startswith("ray://") or not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _address_file() -> Path:
     """Where `ray start` records the cluster it started (Ray's get_ray_address_file, read without Ray).
 
@@ -110,14 +135,18 @@ def _address_file() -> Path:
     return Path(root) / "ray" / "ray_current_cluster"
 
 
-def _refresh_ray_auth() -> None:
-    """Make an already imported Ray read RAY_AUTH_* again (what Ray's own token setup does)."""
+def _refresh_ray_settings() -> None:
+    """Make an already imported Ray read RAY_AUTH_* (what Ray's own token setup does) and SINGLE_NODE again."""
     if "ray" not in sys.modules:
         return
+    from ray._private import ray_constants
     from ray._raylet import AuthenticationTokenLoader, Config
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
+    ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(
+        ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, not ray_constants.IS_WINDOWS_OR_OSX
+    )
 
 
 def existing_address(requested: str) -> str | None:
@@ -209,16 +238,14 @@ def watch() -> None:
 
     Started as a session leader, so every process of the cluster (gcs_server, raylet,
     agents, task workers, actors) is in its session; stdin closes when the batch process
-    stops the cluster or dies, however it dies. Then the cluster's temporary folder
-    (argv[1]) is removed.
+    stops the cluster or dies, however it dies. Every process of the session is then
+    killed at once: the cluster is thrown away, so nothing needs a clean shutdown, and a
+    task worker must not go on writing (a SIGTERM grace let it for 2 s and more on a loaded
+    machine). Then the cluster's temporary folder (argv[1]) is removed.
     """
     session = os.getsid(0)
-    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
+    subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
     sys.stdin.buffer.read()
-    _signal_session(session, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_SECONDS
-    while child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
     _signal_session(session, signal.SIGKILL)
     deadline = time.monotonic() + STOP_SECONDS
     while [pid for pid in session_members(session) if pid != os.getpid()] and time.monotonic() < deadline:
@@ -240,9 +267,10 @@ class PrivateCluster:
             sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
             "--node-ip-address=127.0.0.1", f"--port={self.port}", f"--num-cpus={num_cpus}",
             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self._temp_dir}",
+            f"--ray-client-server-port={_free_port()}",  # Ray's default 10001 may be another cluster's
         ]  # fmt: skip
         env = {key: value for key, value in os.environ.items() if key not in _TOKEN_VARIABLES}
-        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token, RAY_USAGE_STATS_ENABLED="0")
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token, RAY_USAGE_STATS_ENABLED="0", **SINGLE_NODE)
         with open(self._log, "wb") as log:
             self._watchdog = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -281,17 +309,6 @@ def cluster_label(requested: str, ray: ModuleType) -> str:
     return requested
 
 
-def pinned_runtime_env() -> dict[str, object]:
-    """A runtime_env with which nodes lacking facetrack pip-install exactly this version for its tasks.
-
-    Ray builds it once per node (minutes: mediapipe, PyAV, pyarrow) and caches it; the
-    nodes need access to a package index that has this facetrack version.
-    """
-    from importlib.metadata import version
-
-    return {"pip": [f"facetrack=={version('facetrack')}"]}
-
-
 @contextlib.contextmanager
 def _environment(values: dict[str, str | None]) -> Iterator[None]:
     saved = {key: os.environ.get(key) for key in values}
@@ -318,21 +335,23 @@ def ray_session(requested: str, num_cpus: int, runtime_env: dict[str, object] | 
     installs its own SIGTERM/SIGINT handlers in `ray.init`; ours are put back, so a
     signal still ends the run the documented way.
     """
-    with _environment({key: os.environ.get(key) for key in _TOKEN_VARIABLES}), contextlib.ExitStack() as stack:
-        if importlib.util.find_spec("ray") is None:  # fail before a cluster starts (not imported yet: see above)
-            import_ray()
+    saved = {key: os.environ.get(key) for key in (*_TOKEN_VARIABLES, *SINGLE_NODE)}
+    with _environment(saved), contextlib.ExitStack() as stack:
+        require_ray()
         address = existing_address(requested)
         node_ip = None
         if address is None:
             cluster = PrivateCluster(num_cpus)
             stack.callback(cluster.stop)
-            os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=cluster.token)
+            os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=cluster.token, **SINGLE_NODE)
             os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
             address, node_ip = cluster.address, "127.0.0.1"
             cluster.wait_ready()
         else:
             enable_token_auth()
-        _refresh_ray_auth()
+            if _is_loopback(address):  # Ray would swap 127.0.0.1 for this machine's address: keep it
+                os.environ.update(SINGLE_NODE)
+        _refresh_ray_settings()
         ray = import_ray()
         probe(address)
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -347,4 +366,24 @@ def ray_session(requested: str, num_cpus: int, runtime_env: dict[str, object] | 
                 if handler is not None:
                     signal.signal(sig, handler)
         stack.callback(ray.shutdown)
+        _check_workers(ray)
         yield ray
+
+
+def _worker_python() -> str:
+    """Run on a worker: it can only run at all where facetrack imports (Ray unpickles it by reference)."""
+    return sys.version
+
+
+def _check_workers(ray: ModuleType) -> None:
+    """One line and exit 2, before anything is written, when the cluster's workers cannot import facetrack."""
+    try:
+        ray.get(ray.remote(num_cpus=0, max_retries=0)(_worker_python).remote())
+    except ray.exceptions.RayError as exc:
+        if "No module named 'facetrack'" in str(exc):
+            raise ClusterRefusedError(
+                "the Ray cluster's workers cannot import facetrack: install this facetrack version on every node, "
+                "or pass --runtime-env to send it with the tasks"
+            ) from None
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ClusterRefusedError(f"the Ray cluster cannot run facetrack's tasks: {reason}") from None

@@ -19,7 +19,7 @@ import platform
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, Protocol
@@ -82,7 +82,7 @@ class BatchConfig(BaseModel):
     gpus_per_clip: float = Field(default=0.0, ge=0, description="Ray: GPUs each clip task requests.")
     memory_per_clip: float | None = Field(default=None, gt=0, description="Ray: GiB of memory each clip reserves.")
     clip_timeout: float | None = Field(default=None, gt=0, description="Ray: seconds one clip may run.")
-    runtime_env: bool = Field(default=False, description="Ray: workers install this facetrack version themselves.")
+    runtime_env: bool = Field(default=False, description="Ray: nodes get this facetrack and its pinned dependencies.")
 
     @field_validator("out_dir", mode="before")
     @classmethod
@@ -117,7 +117,6 @@ class BatchReport(BaseModel):
         if self.interrupted:
             return EXIT_INTERRUPTED
         return EXIT_OK if all(clip.status == "ok" for clip in self.clips) else EXIT_CLIPS_FAILED
-
 
 
 class BatchProgress(Protocol):
@@ -259,10 +258,16 @@ def run_batch(config: BatchConfig, open_sink: SinkOpener, progress: BatchProgres
         out_url, config = config.out_dir, config.model_copy(update={"out_dir": staging_dir(config.out_dir)})
     if config.ray_address is None:
         return _run_batch(config, open_sink, progress, given, None, t0, out_url)
-    from facetrack.tracker.batch.cluster import pinned_runtime_env, ray_session
+    from facetrack.tracker.batch.cluster import ray_session, require_ray
 
-    runtime_env = pinned_runtime_env() if config.runtime_env else None
-    with ray_session(config.ray_address, config.workers, runtime_env) as ray:
+    require_ray()
+    with ExitStack() as stack:
+        runtime_env = None
+        if config.runtime_env:
+            from facetrack.tracker.batch.runtime_env import facetrack_runtime_env
+
+            runtime_env = stack.enter_context(facetrack_runtime_env())
+        ray = stack.enter_context(ray_session(config.ray_address, config.workers, runtime_env))
         return _run_batch(config, open_sink, progress, given, ray, t0, out_url)
 
 
@@ -370,5 +375,3 @@ def _run_batch(
         out_dir=out_url or out_dir, clips=records, skipped=entry.clips_skipped, interrupted=interrupted,
         wall_seconds=time.time() - t0,
     )  # fmt: skip
-
-

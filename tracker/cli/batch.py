@@ -170,7 +170,8 @@ def _print_report(console: Console, report: BatchReport) -> None:
 @click.option(
     "--runtime-env",
     is_flag=True,
-    help="Ray: nodes install this facetrack version (pip runtime_env) instead of needing it installed.",
+    help="Ray: send this facetrack to the nodes (runtime_env py_modules) with its dependencies pinned (pip), "
+    "so nodes need only Python and Ray.",
 )
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Track at most N frames of each clip.")
