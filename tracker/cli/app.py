@@ -8,11 +8,12 @@ A command's module is imported only when that command runs (or `--help` lists th
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 
 import click
 
-from facetrack.tracker.cli.common import setup_logging
+from facetrack.tracker.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, fail, setup_logging
 from facetrack.tracker.core.versions import package_version
 
 # command name -> (module under facetrack.tracker.cli, the click command's name in it)
@@ -57,4 +58,17 @@ def app(verbose: int) -> None:
 
 
 def main() -> None:
-    app(prog_name="facetrack")
+    """The command; a usage error is one line too (`error: ...; see `facetrack run --help``), exit 2."""
+    try:
+        code = app.main(prog_name="facetrack", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `facetrack` or a group alone: its help, as click shows it
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx is not None else ""
+        fail(f"{exc.format_message().rstrip('.')}{where}", EXIT_USAGE)
+    except click.ClickException as exc:
+        fail(exc.format_message(), exc.exit_code)
+    except click.Abort:  # Ctrl-C at a prompt
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
