@@ -117,6 +117,7 @@ def main() -> None:
             "frames_dropped_by_source": s["counter"].dropped,
             "fps_received": round(s["counter"].frames / elapsed, 1),
             "first_sample": first, "last_sample": last,
+            "rss_mb_samples": [round(x["rss_mb"], 1) for x in s["samples"]],
             "rss_growth_mb": round(max(x["rss_mb"] for x in s["samples"]) - first["rss_mb"], 1) if first else None,
             "open_files_growth": (last["open_files"] - first["open_files"]) if first else None,
             "threads_growth": (last["threads"] - first["threads"]) if first else None,

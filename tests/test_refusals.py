@@ -103,7 +103,7 @@ def test_a_busy_publish_port_is_refused_before_any_file(workdir: Path) -> None:
 def test_an_empty_source_is_a_usage_error(workdir: Path) -> None:
     before = _snapshot(workdir)
     done = facetrack("run", "", "--out", "take.jsonl", cwd=workdir)
-    assert done.returncode == 2 and "SOURCE is empty" in done.stderr
+    assert done.returncode == 2 and "SOURCE is empty" in _only_line(done.stderr)
     assert _snapshot(workdir) == before
 
 
@@ -201,5 +201,5 @@ def test_a_busy_preview_port_is_refused_before_any_file(workdir: Path) -> None:
                                "--preview-port", str(port)], capture_output=True, text=True, timeout=120,
                               cwd=workdir, env=env)
     assert done.returncode == 2, done.stderr
-    assert f"cannot serve the preview on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    assert f"cannot serve the preview on 127.0.0.1:{port}" in _only_line(done.stderr)
     assert _snapshot(workdir) == before
