@@ -185,3 +185,16 @@ def test_a_pinned_https_download_is_checked_against_its_digest(
     assert "not the pinned one" not in right.stderr and "holds no ICT release" in right.stderr
     assert "Traceback" not in right.stderr
     assert not any(p for p in data.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("kind", ["bfm2009", "bfm-front", "flame"])
+def test_a_damaged_licensed_model_file_is_one_line_naming_it(tmp_path: Path, kind: str) -> None:
+    damaged = tmp_path / ("model.pkl" if kind == "flame" else "model.mat")
+    damaged.write_bytes(b"\x80\x04not a model")
+    data = tmp_path / "data"
+    done = subprocess.run([*CLI, "models", "install", kind, "--from", str(damaged)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "FACETRACK_DATA": str(data)})
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(damaged) in lines[0], done.stderr
+    assert not data.exists() or not any(data.rglob("*.npz"))

@@ -83,8 +83,9 @@ def _install_licensed(kind: str, path: Path) -> None:
         model = loaders.build_model(readers[kind](path))
         dest = install_model(model)
     except ModelError as exc:
-        fail(exc)
-        return
+        fail(exc if str(path) in str(exc) else ModelError(f"{path}: {exc}"))
+    except (KeyError, IndexError, TypeError, ValueError) as exc:  # a readable file that holds another model
+        fail(ModelError(f"{path} is not a {kind} model file ({type(exc).__name__}: {exc})"))
     console.print(f"installed [bold]{model.id}[/bold] -> {dest}")
 
 
