@@ -203,3 +203,23 @@ def test_a_busy_preview_port_is_refused_before_any_file(workdir: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert f"cannot serve the preview on 127.0.0.1:{port}" in _only_line(done.stderr)
     assert _snapshot(workdir) == before
+
+
+UNFORESEEN = [
+    (["plot", "junk.csv", "--out", "plot.png"], "IndexError"),
+    (["batch", "clip.mp4", "--out-dir", "notes.txt"], "FileExistsError"),
+]
+
+
+@pytest.mark.parametrize(("args", "kind"), UNFORESEEN, ids=[a[0] for a, _ in UNFORESEEN])
+def test_a_failure_no_command_words_is_still_one_line(workdir: Path, args: list[str], kind: str) -> None:
+    """The safety net in `main`: an exception no command turned into a message is one line, exit 1; -v shows it."""
+    (workdir / "junk.csv").write_text("a,b\n")
+    before = _snapshot(workdir)
+    done = facetrack(*args, cwd=workdir)
+    assert done.returncode == 1, done.stderr
+    line = _only_line(done.stderr)
+    assert line.startswith(f"error: {kind}: ") and "facetrack -v" in line
+    assert _snapshot(workdir) == before
+    loud = facetrack("-v", *args, cwd=workdir)
+    assert loud.returncode == 1 and "Traceback" in loud.stderr

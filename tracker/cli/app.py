@@ -8,12 +8,13 @@ A command's module is imported only when that command runs (or `--help` lists th
 
 from __future__ import annotations
 
+import logging
 import sys
 from importlib import import_module
 
 import click
 
-from facetrack.tracker.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, fail, setup_logging
+from facetrack.tracker.cli.common import EXIT_INTERRUPTED, EXIT_SOURCE_FAILED, EXIT_USAGE, fail, setup_logging
 from facetrack.tracker.core.versions import package_version
 
 # command name -> (module under facetrack.tracker.cli, the click command's name in it)
@@ -71,4 +72,8 @@ def main() -> None:
         fail(exc.format_message(), exc.exit_code)
     except click.Abort:  # Ctrl-C at a prompt
         sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - a failure no command put in words: still one line; -v shows where
+        if logging.getLogger().isEnabledFor(logging.INFO):
+            raise
+        fail(f"{type(exc).__name__}: {exc} (`facetrack -v ...` shows where)", EXIT_SOURCE_FAILED)
     sys.exit(code if isinstance(code, int) else 0)
