@@ -59,7 +59,8 @@ def app(verbose: int) -> None:
 
 
 def main() -> None:
-    """The command; a usage error is one line too (`error: ...; see `facetrack run --help``), exit 2."""
+    """The command, where every error ends as one line on stderr: a usage error (`error: ...; see
+    facetrack run --help`) exits 2, an exception no command put in words exits 1 (-v: its traceback)."""
     try:
         code = app.main(prog_name="facetrack", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:  # `facetrack` or a group alone: its help, as click shows it
@@ -70,7 +71,7 @@ def main() -> None:
         fail(f"{exc.format_message().rstrip('.')}{where}", EXIT_USAGE)
     except click.ClickException as exc:
         fail(exc.format_message(), exc.exit_code)
-    except click.Abort:  # Ctrl-C at a prompt
+    except click.Abort:  # Ctrl-C where the command does not handle it itself
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - a failure no command put in words: still one line; -v shows where
         if logging.getLogger().isEnabledFor(logging.INFO):
