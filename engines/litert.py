@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrack.engines.onnx_runtime import EngineError, verify_sha256
+from facetrack.tracker.core import native_logs
 
 # The wheel files this engine was validated with (mediapipe 0.10.21, the last version that bundles them).
 MEDIAPIPE_MODELS: dict[str, tuple[str, str]] = {
@@ -51,11 +52,12 @@ class LiteRTModel:
         if it is None:
             from ai_edge_litert.interpreter import Interpreter
 
-            it = Interpreter(model_path=str(self.path), num_threads=self.threads)
-            shape = list(it.get_input_details()[0]["shape"])
-            if shape[0] != batch:
-                it.resize_tensor_input(it.get_input_details()[0]["index"], [batch, *shape[1:]])
-            it.allocate_tensors()
+            with native_logs.silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                it = Interpreter(model_path=str(self.path), num_threads=self.threads)
+                shape = list(it.get_input_details()[0]["shape"])
+                if shape[0] != batch:
+                    it.resize_tensor_input(it.get_input_details()[0]["index"], [batch, *shape[1:]])
+                it.allocate_tensors()
             self._interpreters[batch] = it
         return it
 

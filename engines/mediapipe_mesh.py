@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("GLOG_minloglevel", "2")  # before mediapipe loads; the CLI sets it first (-v: 0)
 
 import numpy as np
 
@@ -61,6 +61,7 @@ from mediapipe.python.solution_base import SolutionBase  # noqa: E402
 from mediapipe.python.solutions import face_mesh as _face_mesh_options  # noqa: E402, F401
 
 from facetrack.engines.base import DetectedFace  # noqa: E402
+from facetrack.tracker.core import native_logs  # noqa: E402
 from facetrack.tracker.core.geometry import iou_matrix, landmark_box  # noqa: E402
 
 _GRAPH = "mediapipe/modules/face_landmark/face_landmark_front_cpu.binarypb"
@@ -79,28 +80,8 @@ _FLOAT_BYTES = np.array([3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16])
 log = logging.getLogger("facetrack.engines")
 # mediapipe's native code logs set-up chatter (TFLite delegate, absl warnings) straight to
 # file descriptor 2 on its first inferences. We hide it for the first frames, until a face
-# has gone through both models, unless debug logging is on.
+# has gone through both models, unless native logs are shown (-v).
 _QUIET_FRAMES = 100
-
-
-class _NativeStderrSilencer:
-    """Points file descriptor 2 at /dev/null between start() and stop() (the graph's own threads log there)."""
-
-    def __init__(self) -> None:
-        self._saved: int | None = None
-
-    def start(self) -> None:
-        if self._saved is None:
-            sys.stderr.flush()
-            self._saved = os.dup(2)
-            with open(os.devnull, "wb") as devnull:
-                os.dup2(devnull.fileno(), 2)
-
-    def stop(self) -> None:
-        if self._saved is not None:
-            os.dup2(self._saved, 2)
-            os.close(self._saved)
-            self._saved = None
 
 
 def _landmarks_to_array(landmark_list, width: int, height: int) -> np.ndarray:
@@ -147,8 +128,8 @@ class MediapipeFaceMesh:
         min_tracking_confidence: float = 0.5,
         static_images: bool = False,
     ) -> None:
-        self._quiet_frames = 0 if log.isEnabledFor(logging.DEBUG) else _QUIET_FRAMES
-        self._silencer = _NativeStderrSilencer()
+        self._quiet_frames = 0 if native_logs.shown() else _QUIET_FRAMES
+        self._silencer = native_logs.StderrSilencer()
         if self._quiet_frames:
             self._silencer.start()
         self._size: tuple[int, int] | None = None

@@ -59,6 +59,12 @@ class _Counter(threading.Thread):
                     self.dropped = message.dropped_frames
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT stops it as Ctrl-C does, even when this script was started in the background
+    (a shell's `&` ignores SIGINT, and an ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _sample(process: psutil.Process) -> dict[str, float]:
     with process.oneshot():
         return {"rss_mb": process.memory_info().rss / 2**20, "open_files": process.num_fds(),
@@ -85,6 +91,7 @@ def main() -> None:
             [sys.executable, "-m", "facetrack.tracker.cli", "run", str(args.clip), "--realtime", "--loop", "--quiet",
              "--model", args.model, "--stream-id", f"s{i}", "--publish", endpoint],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=_default_sigint,
         )
         streams.append({"endpoint": endpoint, "counter": counter, "proc": proc, "samples": []})
     started = time.monotonic()
@@ -117,6 +124,7 @@ def main() -> None:
             "frames_dropped_by_source": s["counter"].dropped,
             "fps_received": round(s["counter"].frames / elapsed, 1),
             "first_sample": first, "last_sample": last,
+            "rss_mb_samples": [round(x["rss_mb"], 1) for x in s["samples"]],
             "rss_growth_mb": round(max(x["rss_mb"] for x in s["samples"]) - first["rss_mb"], 1) if first else None,
             "open_files_growth": (last["open_files"] - first["open_files"]) if first else None,
             "threads_growth": (last["threads"] - first["threads"]) if first else None,

@@ -121,3 +121,80 @@ def test_tree_digest_is_sha256_of_the_sha256sum_listing(tmp_path: Path) -> None:
     (folder / "b.obj").write_bytes(b"bbB")
     with pytest.raises(ModelError, match="not the release facetrack pins"):
         verify_tree(folder, expected, "here")
+
+
+def test_another_https_url_without_a_pin_is_refused_before_any_request(
+        http_server: tuple[str, type[_Counting]], tmp_path: Path) -> None:
+    url, handler = http_server
+    data = tmp_path / "data"
+    env = {**os.environ, "FACETRACK_DATA": str(data)}
+    for extra in ([], ["--sha256", "not-a-digest"]):
+        done = subprocess.run([*CLI, "models", "install", "ict", "--from", url.replace("http://", "https://"), *extra],
+                              capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 1
+        assert "--sha256" in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert handler.requests == 0
+    assert not data.exists() or not any(data.rglob("*.*"))
+
+
+@pytest.fixture()
+def https_server(tmp_path: Path) -> Iterator[tuple[str, Path, type[_Counting]]]:
+    """A real TLS server on loopback whose self-signed certificate the CLI is told to trust (SSL_CERT_FILE)."""
+    import shutil
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make the test server's certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    served = tmp_path / "served"
+    served.mkdir()
+    _zip(served / "ict.zip", {"ICT-FaceKit-x/FaceXModel/vertex_indices.json": b"{}"})
+    handler = type("Handler", (_Counting,), {"requests": 0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(served)))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/ict.zip", cert, handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_pinned_https_download_is_checked_against_its_digest(
+        https_server: tuple[str, Path, type[_Counting]], tmp_path: Path) -> None:
+    url, cert, handler = https_server
+    data = tmp_path / "data"
+    env = {**os.environ, "FACETRACK_DATA": str(data), "SSL_CERT_FILE": str(cert)}
+    real = hashlib.sha256((tmp_path / "served" / "ict.zip").read_bytes()).hexdigest()
+
+    def install(pin: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*CLI, "models", "install", "ict", "--from", url, "--sha256", pin],
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    wrong = install("0" * 64)
+    assert wrong.returncode == 1 and handler.requests == 1
+    assert "is not the pinned one" in wrong.stderr and real in wrong.stderr and "Traceback" not in wrong.stderr
+    assert not data.exists() or not any(data.rglob("*.*")), "a refused download leaves nothing behind"
+    right = install(real.upper())
+    assert right.returncode == 1 and handler.requests == 2  # the digest holds; the toy release is then incomplete
+    assert "not the pinned one" not in right.stderr and "holds no ICT release" in right.stderr
+    assert "Traceback" not in right.stderr
+    assert not any(p for p in data.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("kind", ["bfm2009", "bfm-front", "flame"])
+def test_a_damaged_licensed_model_file_is_one_line_naming_it(tmp_path: Path, kind: str) -> None:
+    damaged = tmp_path / ("model.pkl" if kind == "flame" else "model.mat")
+    damaged.write_bytes(b"\x80\x04not a model")
+    data = tmp_path / "data"
+    done = subprocess.run([*CLI, "models", "install", kind, "--from", str(damaged)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "FACETRACK_DATA": str(data)})
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(damaged) in lines[0], done.stderr
+    assert not data.exists() or not any(data.rglob("*.npz"))

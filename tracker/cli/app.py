@@ -8,12 +8,22 @@ A command's module is imported only when that command runs (or `--help` lists th
 
 from __future__ import annotations
 
+import logging
 import sys
 from importlib import import_module
 
 import click
 
-from facetrack.tracker.cli.common import EXIT_INTERRUPTED, err, interrupt_on_signals, interrupted, setup_logging
+from facetrack.tracker.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_SOURCE_FAILED,
+    EXIT_USAGE,
+    err,
+    fail,
+    interrupt_on_signals,
+    interrupted,
+    setup_logging,
+)
 
 # command name -> (module under facetrack.tracker.cli, the click command's name in it)
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -68,20 +78,28 @@ def app(verbose: int) -> None:
 
 
 def main() -> None:
-    """Run the command; Ctrl-C or SIGTERM at any point (engines still loading included) exits 130 as
-    documented, where click alone would say "Aborted!" and exit 1."""
+    """The command, where every error ends as one line on stderr: a usage error (`error: ...; see
+    facetrack run --help`) exits 2, an exception no command put in words exits 1 (-v: its traceback), and
+    Ctrl-C or SIGTERM at any point (engines still loading included) exits 130."""
     interrupt_on_signals()
     try:
         code = app.main(prog_name="facetrack", standalone_mode=False)
-    except click.ClickException as exc:
+    except click.exceptions.NoArgsIsHelpError as exc:  # `facetrack` or a group alone: its help, as click shows it
         exc.show()
-        sys.exit(exc.exit_code)
-    except click.Abort:
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx is not None else ""
+        fail(f"{exc.format_message().rstrip('.')}{where}", EXIT_USAGE)
+    except click.ClickException as exc:
+        fail(exc.format_message(), exc.exit_code)
+    except click.Abort:  # Ctrl-C where the command does not handle it itself
         _exit_interrupted()
-    except Exception:
-        if not interrupted():  # a real failure: its traceback
+    except Exception as exc:  # noqa: BLE001 - a failure no command put in words: still one line; -v shows where
+        if interrupted():  # the signal surfaced as another exception (a native module's import)
+            _exit_interrupted()
+        if logging.getLogger().isEnabledFor(logging.INFO):
             raise
-        _exit_interrupted()  # the signal surfaced as another exception (a native module's import)
+        fail(f"{type(exc).__name__}: {exc} (`facetrack -v ...` shows where)", EXIT_SOURCE_FAILED)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -16,6 +16,9 @@ import click
 from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
+
+from facetrack.tracker.core import native_logs
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 EXIT_SOURCE_FAILED = 1
@@ -28,8 +31,29 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def setup_logging(verbose: int) -> None:
+    """Our log at WARNING (-v INFO, -vv DEBUG), and native libraries' own lines only with -v.
+
+    On a terminal rich formats it; otherwise each record is one `level: message` line, never wrapped,
+    so a log file or a test reads it as our errors are read.
+    """
+    native_logs.show(verbose > 0)  # before any command loads a native library
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    handler: logging.Handler
+    if err.is_terminal:
+        handler = RichHandler(console=err, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_PlainFormatter())
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+class _PlainFormatter(logging.Formatter):
+    """`warning: message` on one line, as `error: message` is printed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{record.levelname.lower()}: {' '.join(record.getMessage().splitlines())}"
+        return f"{text}\n{self.formatException(record.exc_info)}" if record.exc_info else text
 
 
 _signalled = threading.Event()
@@ -92,7 +116,8 @@ def usage_error(exc: ValidationError) -> click.UsageError:
     """Options that contradict each other, in the config's own words."""
     return click.UsageError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
 
-def fail(exc: BaseException, code: int) -> NoReturn:
+def fail(exc: BaseException | str, code: int) -> NoReturn:
     """One line on stderr (never wrapped, so it can be grepped and copied), then exit."""
-    err.print(f"[red]error:[/] {exc}", highlight=False)
+    message = " ".join(str(exc).splitlines())
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
     sys.exit(code)

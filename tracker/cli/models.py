@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from facetrack.tracker.cli import common
 from facetrack.tracker.facemodel.format import ModelError
 from facetrack.tracker.facemodel.registry import list_models, model_info, models_dir
 
 console = Console()
 
 
-def fail(exc: ModelError) -> None:
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")
-    sys.exit(1)
+def fail(exc: ModelError) -> NoReturn:
+    common.fail(exc, common.EXIT_SOURCE_FAILED)
 
 
 @click.group("models")
@@ -55,13 +55,16 @@ def install_group() -> None:
 
 @install_group.command("ict")
 @click.option("--from", "source", default=None,
-              help="ICT-FaceKit folder, its zip, the converted .npz, or a URL (default: the upstream GitHub archive).")
-def install_ict_cmd(source: str | None) -> None:
+              help="ICT-FaceKit folder, its zip, the converted .npz, or an https URL (default: the upstream "
+                   "GitHub archive of a pinned commit).")
+@click.option("--sha256", default=None,
+              help="The archive's sha256: required for a URL other than the default, checked for a file.")
+def install_ict_cmd(source: str | None, sha256: str | None) -> None:
     """ICT Face Model Light (MIT): 100 identity modes, 53 ARKit-named expressions."""
     from facetrack.tracker.facemodel.ict import install_ict
 
     try:
-        path, report = install_ict(source)
+        path, report = install_ict(source, sha256)
     except ModelError as exc:
         fail(exc)
         return
@@ -80,8 +83,9 @@ def _install_licensed(kind: str, path: Path) -> None:
         model = loaders.build_model(readers[kind](path))
         dest = install_model(model)
     except ModelError as exc:
-        fail(exc)
-        return
+        fail(exc if str(path) in str(exc) else ModelError(f"{path}: {exc}"))
+    except (KeyError, IndexError, TypeError, ValueError) as exc:  # a readable file that holds another model
+        fail(ModelError(f"{path} is not a {kind} model file ({type(exc).__name__}: {exc})"))
     console.print(f"installed [bold]{model.id}[/bold] -> {dest}")
 
 

@@ -196,8 +196,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
                   + ("outputs flushed and closed." if progress.frames else "no output written."))
         sys.exit(EXIT_INTERRUPTED)
     except (SourceDecodeError, SourceLostError) as exc:
-        err.print(f"[red]error:[/] {exc}\n{progress.frames} frames were tracked and written.")
-        sys.exit(EXIT_SOURCE_FAILED)
+        fail(f"{exc} ({progress.frames} frames were tracked and written)", EXIT_SOURCE_FAILED)
     except FacetrackError as exc:
         fail(exc, EXIT_USAGE if progress.frames == 0 else EXIT_SOURCE_FAILED)
     err.print(progress.summary(outputs, endpoint, render))

@@ -107,17 +107,42 @@ def safe_extract(archive: Path, target: Path, select: Callable[[str], str | None
     return len(plan)
 
 
+def file_digest(path: Path) -> str:
+    """sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_digest(expected: str | None, origin: str) -> str:
+    """The pin for a download from `origin`, lower-cased; a missing or malformed one refuses it before any
+    request (an unpinned archive could be swapped upstream or on the way, https or not)."""
+    if expected is None:
+        raise ModelError(f"{origin} is not the release facetrack pins: pass the archive's sha256 with --sha256 "
+                         "(from a source you trust), or download it yourself and pass its path")
+    pin = expected.strip().lower()
+    if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
+        raise ModelError(f"--sha256 {expected!r} is not a sha256 digest (64 hexadecimal digits)")
+    return pin
+
+
+def verify_file(path: Path, expected: str, origin: str) -> None:
+    """Refuse (ModelError) a downloaded archive whose sha256 is not the pinned one."""
+    digest = file_digest(path)
+    if digest != expected:
+        raise ModelError(f"the archive from {origin} is not the pinned one (sha256 {digest}, expected {expected}); "
+                         "nothing was installed")
+
+
 def tree_digest(folder: Path) -> str:
     """sha256 of the folder's `sha256sum`-style listing (`<sha256>  <relative path>` per file, sorted by path):
     what pins a release's content whatever zip it came in."""
     lines = []
     for path in sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix()):
         if path.is_file():
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            lines.append(f"{digest.hexdigest()}  {path.relative_to(folder).as_posix()}\n")
+            lines.append(f"{file_digest(path)}  {path.relative_to(folder).as_posix()}\n")
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 

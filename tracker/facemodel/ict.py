@@ -27,7 +27,15 @@ import numpy as np
 from pydantic import BaseModel
 
 from facetrack.tracker.core.paths import data_dir
-from facetrack.tracker.facemodel.archive import check_https, download, safe_extract, scratch_folder, verify_tree
+from facetrack.tracker.facemodel.archive import (
+    check_digest,
+    check_https,
+    download,
+    safe_extract,
+    scratch_folder,
+    verify_file,
+    verify_tree,
+)
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel, arkit_map_for, vertex_embedding
 from facetrack.tracker.facemodel.registry import install_model
 from facetrack.tracker.facemodel.render import cast, closest_on_mesh, fill_holes, project, render
@@ -163,20 +171,26 @@ def _facexmodel_entry(name: str) -> str | None:
     return "FaceXModel/" + name.split("FaceXModel/", 1)[1]
 
 
-def fetch_ict(url: str = ICT_URL, cache: Path | None = None) -> Path:
-    """Download and unpack the upstream archive into the user cache; returns FaceXModel/.
+def fetch_ict(url: str = ICT_URL, cache: Path | None = None, sha256: str | None = None) -> Path:
+    """Download and unpack an ICT-FaceKit archive into the user cache; returns its FaceXModel/.
 
-    https only; the archive is unpacked into a scratch folder (every entry kept inside it), the default
-    release is checked against `ICT_FACEXMODEL_SHA256`, and only then moved into the cache: a failed
-    download or a refused archive leaves nothing behind.
+    https only; every download is pinned: the default release by `ICT_FACEXMODEL_SHA256` (its files),
+    any other URL by the archive's `sha256`, which must be given (else refused before any request). The
+    archive is unpacked into a scratch folder (every entry kept inside it), checked, and only then moved
+    into a cache folder of its own (the default release's, or one per pinned digest): a failed download
+    or a refused archive leaves nothing behind, and no other archive can take the default's place.
     """
     check_https(url)
-    cache = cache or data_dir() / "cache" / "ict"
+    pin = check_digest(sha256, url) if sha256 is not None or url != ICT_URL else None
+    base = cache or data_dir() / "cache" / "ict"
+    cache = base if url == ICT_URL and pin is None else base.parent / f"ict-sha256-{pin}"
     with contextlib.suppress(ModelError):  # already downloaded, checked and unpacked
         return _release_folder(cache)
     scratch = scratch_folder(cache.parent, ".ict-download-")
     try:
         archive = download(url, scratch / "ict.zip")
+        if pin is not None:
+            verify_file(archive, pin, url)
         safe_extract(archive, scratch / "unpacked", _facexmodel_entry)
         folder = scratch / "unpacked" / "FaceXModel"
         if url == ICT_URL:
@@ -193,15 +207,20 @@ def fetch_ict(url: str = ICT_URL, cache: Path | None = None) -> Path:
     return _release_folder(cache)
 
 
-def read_ict(source: str | os.PathLike[str] | None = None) -> IctData:
-    """Read ICT from an https URL (default: the pinned upstream release), a release folder or zip, or a
-    converted npz. A zip is unpacked into a scratch folder that is removed afterwards, whatever happens."""
+def read_ict(source: str | os.PathLike[str] | None = None, sha256: str | None = None) -> IctData:
+    """Read ICT from an https URL (default: the pinned upstream release; another needs `sha256`), a release
+    folder or zip, or a converted npz (checked against `sha256` when given). A zip is unpacked into a
+    scratch folder that is removed afterwards, whatever happens."""
     s = str(source) if source is not None else ICT_URL
     if "://" in s:
-        return read_ict_release(fetch_ict(s))
+        return read_ict_release(fetch_ict(s, sha256=sha256))
     p = Path(s).expanduser()
     if not p.exists():
         raise ModelError(f"ICT source {p} does not exist; pass the ICT-FaceKit folder, its zip or the .npz")
+    if sha256 is not None:
+        if not p.is_file():
+            raise ModelError(f"--sha256 checks an archive or an .npz file; {p} is a folder")
+        verify_file(p, check_digest(sha256, str(p)), str(p))
     if p.suffix == ".npz":
         return read_ict_npz(p)
     if p.suffix == ".zip":
@@ -358,9 +377,10 @@ def build_ict_model(data: IctData, embedding: Embedding | None = None) -> Morpha
     )
 
 
-def install_ict(source: str | os.PathLike[str] | None = None) -> tuple[Path, EmbeddingReport]:
-    """Read ICT from `source` (default: the upstream archive), build and install it."""
-    data = read_ict(source)
+def install_ict(source: str | os.PathLike[str] | None = None,
+                sha256: str | None = None) -> tuple[Path, EmbeddingReport]:
+    """Read ICT from `source` (default: the pinned upstream archive), build and install it."""
+    data = read_ict(source, sha256)
     emb = compute_landmark_embedding(data.neutral, data.triangles)
     model = build_ict_model(data, emb)
     return install_model(model), emb.report

@@ -58,10 +58,11 @@ def _basis(flat: np.ndarray, n_vertices: int) -> np.ndarray:
 
 def _loadmat(path: Path) -> dict[str, Any]:
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         return loadmat(str(path))
-    except (OSError, ValueError, NotImplementedError) as exc:
+    except (OSError, ValueError, NotImplementedError, MatReadError) as exc:
         raise ModelError(f"cannot read {path} as a MATLAB file ({exc}); v7.3/HDF5 files need re-saving as v7") from exc
 
 
