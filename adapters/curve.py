@@ -40,7 +40,10 @@ class CurveClientKeys:
 
 
 def create_key_folder(folder: Path, clients: list[str]) -> list[Path]:
-    """Create the server key pair (if absent) and a key pair per client, authorised; returns the clients' secret files."""
+    """Create the server key pair (if absent) and a key pair per client, authorised.
+
+    Returns the clients' secret files.
+    """
     for name in clients:
         if not _NAME.match(name):
             raise ValueError(f"client name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")

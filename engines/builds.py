@@ -166,7 +166,8 @@ def catalogue() -> list[EngineEntry]:
         info = json.loads(meta.read_text())
         rows.append(EngineEntry(info.get("source", meta.stem), f"tensorrt plan ({info.get('precision')})",
                                 str(meta.with_suffix(".plan")),
-                                f"TensorRT {info.get('tensorrt')} on {info.get('gpu')}, batch <= {info.get('max_batch')}"))
+                                f"TensorRT {info.get('tensorrt')} on {info.get('gpu')}, "
+                                f"batch <= {info.get('max_batch')}"))
     return rows
 
 

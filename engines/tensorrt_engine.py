@@ -91,7 +91,8 @@ def build_plan(onnx_path: Path, fp16: bool = False, max_batch: int = 256, force:
         tensor = network.get_input(i)
         rest = tuple(tensor.shape)[1:]
         if any(d < 0 for d in rest):
-            raise EngineError(f"{onnx_path.name}: only the batch axis may be dynamic, input {tensor.name} is {tensor.shape}")
+            raise EngineError(f"{onnx_path.name}: only the batch axis may be dynamic, "
+                              f"input {tensor.name} is {tensor.shape}")
         profile.set_shape(tensor.name, (1, *rest), (min(max_batch, 64), *rest), (max_batch, *rest))
     config.add_optimization_profile(profile)
     started = time.perf_counter()

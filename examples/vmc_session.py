@@ -75,7 +75,8 @@ def monitor(port: int, seconds: float | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", nargs="?", help="webcam:N, a video file, an image folder...")
-    parser.add_argument("--vmc", default=None, metavar="HOST:PORT", help=f"Receiver (default 127.0.0.1:{DEFAULT_PORT}).")
+    parser.add_argument("--vmc", default=None, metavar="HOST:PORT",
+                        help=f"Receiver (default 127.0.0.1:{DEFAULT_PORT}).")
     parser.add_argument("--realtime", action="store_true", help="Pace a file at its frame rate.")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--monitor", type=int, metavar="PORT", help="Print what a VMC receiver on PORT gets.")

@@ -126,11 +126,13 @@ def main() -> None:
     res = {"jitter": [jitter(images[0], args.frames, s, flt) for s in args.noise for flt in (False, True)]}
     res["timing"] = timing(images)
     (args.out / "bench.json").write_text(json.dumps(res, indent=1) + "\n")
-    lines = ["| noise sigma | filter | landmark std (% eye-corner dist.) | eye contour std (%) | blendshape std mean | blendshape std max |",
+    lines = ["| noise sigma | filter | landmark std (% eye-corner dist.) | eye contour std (%) | "
+             "blendshape std mean | blendshape std max |",
              "| --- | --- | --- | --- | --- | --- |"]
     for j in res["jitter"]:
         lines.append(f"| {j['noise_sigma']:g} | {'on' if j['filter'] else 'off'} | {j['landmark_std_pct']:.3f} | "
-                     f"{j['eye_contour_std_pct']:.3f} | {j['blendshape_std_mean']:.4f} | {j['blendshape_std_max']:.4f} |")
+                     f"{j['eye_contour_std_pct']:.3f} | {j['blendshape_std_mean']:.4f} | "
+                     f"{j['blendshape_std_max']:.4f} |")
     t = res["timing"]
     lines += ["", "| per face (median, 1 thread) | ms |", "| --- | --- |"]
     for k in ("crops_ms", "eye_state_engine_incl_crops_ms", "elam_ms", "dynamics_ms", "eyes_elam_dynamics_ms"):

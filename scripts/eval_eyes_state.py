@@ -49,12 +49,14 @@ def main() -> None:
         ts.append(time.perf_counter() - t)
     rep["timing_ms_both_eyes"] = float(np.median(ts) * 1e3)
     (args.out / "eye_state.json").write_text(json.dumps(rep, indent=1) + "\n")
-    lines = ["| held-back part | n | accuracy | confusion [[open->open, open->closed], [closed->open, closed->closed]] |",
+    lines = ["| held-back part | n | accuracy | "
+             "confusion [[open->open, open->closed], [closed->open, closed->closed]] |",
              "| --- | --- | --- | --- |"]
     for name, part in rep.items():
         if isinstance(part, dict):
             lines.append(f"| {name} | {part['n']} | {100 * part['accuracy']:.2f}% | {part['confusion']} |")
-    lines.append(f"\nengine {eng.version} ({args.engine.name}), both eyes: {rep['timing_ms_both_eyes']:.3f} ms median (1 thread)")
+    lines.append(f"\nengine {eng.version} ({args.engine.name}), "
+                 f"both eyes: {rep['timing_ms_both_eyes']:.3f} ms median (1 thread)")
     (args.out / "eye_state.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     import matplotlib

@@ -133,7 +133,7 @@ def runs(flags: dict[int, int]) -> list[tuple[int, int]]:
 
 
 def event_scores(labels: dict[int, tuple[int, int]], pred: dict[int, tuple[bool, bool]]) -> dict:
-    lab_flag = {i: 1 if 1 in l else (-1 if -1 in l else 0) for i, l in labels.items()}
+    lab_flag = {i: 1 if 1 in lab else (-1 if -1 in lab else 0) for i, lab in labels.items()}
     pred_flag = {i: int(any(pred.get(i, (False, False)))) for i in labels}
     truth, found = runs(lab_flag), runs(pred_flag)
     hit = [any(ps <= te + TOLERANCE and pe >= ts - TOLERANCE for ps, pe in found) for ts, te in truth]
@@ -148,7 +148,8 @@ def event_scores(labels: dict[int, tuple[int, int]], pred: dict[int, tuple[bool,
             "false": false, "recall": sum(hit) / len(truth) if truth else 1.0}
 
 
-def predictions(track_out: dict[int, dict], method: str, ear_factor: float = EAR_FACTOR) -> dict[int, tuple[bool, bool]]:
+def predictions(track_out: dict[int, dict], method: str,
+                ear_factor: float = EAR_FACTOR) -> dict[int, tuple[bool, bool]]:
     if method == "ear":
         ears = np.array([v["ear"] for v in track_out.values()])
         ref = np.median(ears, axis=0)
@@ -212,7 +213,9 @@ def main() -> None:
         t0 = time.time()
         recorder: list[Recorder] = []
 
-        def record(config, still):
+        # track() runs the clip to the end before returning, so the engine factories below are called
+        # within this iteration; the default arguments bind this clip's recorder/recording explicitly.
+        def record(config, still, recorder=recorder):
             recorder.append(Recorder(make_landmark_engine(config, still)))
             return recorder[-1]
 
@@ -224,7 +227,7 @@ def main() -> None:
                 raw[i]["ear"] = tuple(E.eye_aspect_ratio(big.landmarks).tolist())
         last = max(labels)
         fit = raw
-        full = track(video, lambda c, s: Replay(recorded), EyeOptions())
+        full = track(video, lambda c, s, recorded=recorded: Replay(recorded), EyeOptions())
         by_method = {"ear": raw, "fit": fit, "p": full, "facetrack": full}
         clip_res = {}
         for m in methods:
@@ -237,7 +240,7 @@ def main() -> None:
         for fac in sweep:
             pred = predictions(raw, "ear", fac)
             sweep[fac].append((frame_scores(labels, pred), event_scores(labels, pred)))
-        plot(name, {i: l for i, l in labels.items() if i <= last}, by_method, args.out / f"{name}.png")
+        plot(name, {i: lab for i, lab in labels.items() if i <= last}, by_method, args.out / f"{name}.png")
         print(f"{name}: {time.time() - t0:.0f} s", flush=True)
     for m in methods:
         tp = sum(fs["tp"] for fs, _ in pooled_frames[m])

@@ -171,7 +171,8 @@ def _scenario_install(zip_path: str) -> dict:
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     result = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
-    return {"result": sorted(result), "enabled": sorted(k for k in bpy.context.preferences.addons.keys() if "facetrack" in k),
+    return {"result": sorted(result),
+            "enabled": sorted(k for k in bpy.context.preferences.addons.keys() if "facetrack" in k),
             "operator": hasattr(bpy.ops.facetrack, "import_take"), "settings": hasattr(bpy.context.scene, "facetrack")}
 
 

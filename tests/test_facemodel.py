@@ -169,7 +169,7 @@ def test_expression_stays_in_unit_box_and_missing_points() -> None:
     m = synthetic_model()
     fitter = FaceModelFitter(m)
     rng = np.random.default_rng(3)
-    for i in range(5):
+    for _ in range(5):
         expr = rng.uniform(-0.8, 1.8, m.n_expression)  # outside what the model allows
         lm = project(m, np.zeros(m.n_identity), expr, _rotation(0, 0, 0), np.array([0, 0, -60.0]))
         lm[rng.random(N) < 0.2] = np.nan  # dropped points

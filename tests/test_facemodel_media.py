@@ -71,7 +71,8 @@ def test_ict_release_reader(assets_dir: Path, tmp_path: Path) -> None:
     neutral = ict.read_obj_vertices(d / "generic_neutral_mesh.obj")
     assert neutral.shape == (26719, 3)
     np.testing.assert_allclose(neutral[: ict.NARROW_FACE_VERTICES], npz.neutral, atol=1e-5)
-    ident = ict.read_obj_vertices(d / "identity000.obj")[: ict.NARROW_FACE_VERTICES] - neutral[: ict.NARROW_FACE_VERTICES]
+    ident = (ict.read_obj_vertices(d / "identity000.obj")[: ict.NARROW_FACE_VERTICES]
+             - neutral[: ict.NARROW_FACE_VERTICES])
     np.testing.assert_allclose(ident, npz.id_basis[0], atol=1e-5)
     tris = ict.triangulate(ict.read_obj_faces(d / "generic_neutral_mesh.obj"), ict.NARROW_FACE_VERTICES)
     np.testing.assert_array_equal(tris, npz.triangles)
@@ -163,7 +164,7 @@ def test_builtin_expression_recovery(face_landmarks) -> None:
     rng = np.random.default_rng(0)
     names = ["eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp"]
     errs = []
-    for i in range(20):
+    for _ in range(20):
         e = np.zeros(52)
         for n in names:
             e[ARKIT_BLENDSHAPES.index(n)] = rng.uniform(0, 1) if rng.random() < 0.5 else 0.0
@@ -190,7 +191,8 @@ def test_camera_shape_reprojects_exactly(face_landmarks) -> None:
     """The calibrated neutral is the landmarks cast into 3D: projecting it gives them back."""
     lm, size = face_landmarks[0][5], face_landmarks[1]
     cam = rig.camera_shape(lm, size, float(size[0]))
-    px = np.column_stack([size[0] / 2 + size[0] * cam[:, 0] / -cam[:, 2], size[1] / 2 - size[0] * cam[:, 1] / -cam[:, 2]])
+    px = np.column_stack([size[0] / 2 + size[0] * cam[:, 0] / -cam[:, 2],
+                          size[1] / 2 - size[0] * cam[:, 1] / -cam[:, 2]])
     np.testing.assert_allclose(px, lm[:, :2], atol=1e-6)
     eye = np.linalg.norm(cam[263] - cam[33])
     assert eye == pytest.approx(rig.EYE_CORNER_CM)

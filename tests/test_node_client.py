@@ -44,7 +44,8 @@ def test_node_client_decodes_our_frames(wire: str) -> None:
                                    started_at=time.time()))
     sent: dict[int, FaceResult] = {}
     node = subprocess.Popen(
-        ["node", str(CLIENT / "subscribe.mjs"), publisher.endpoint, "--count", str(FRAMES), "--timeout", "10", "--json"],
+        ["node", str(CLIENT / "subscribe.mjs"), publisher.endpoint,
+         "--count", str(FRAMES), "--timeout", "10", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

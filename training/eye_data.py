@@ -134,7 +134,8 @@ def load_face_folder(root: Path, folder: str, label: int, cache_dir: Path | None
     paths = _images(root / folder)
     if not paths:
         return [], [], [], 0
-    key = hashlib.sha1(json.dumps([str(p.relative_to(root)) for p in paths] + [list(STORE_SIZE)]).encode()).hexdigest()[:16]
+    listing = json.dumps([str(p.relative_to(root)) for p in paths] + [list(STORE_SIZE)])
+    key = hashlib.sha1(listing.encode()).hexdigest()[:16]
     cache = cache_dir / f"{folder.replace('/', '_')}-{key}.npz" if cache_dir else None
     if cache is not None and cache.exists():
         z = np.load(cache, allow_pickle=False)
@@ -165,24 +166,26 @@ def load_dataset(root: Path, crop_folders: list[str], face_folders: list[tuple[s
     crops, labels, sources, held, files = [], [], [], [], []
     missed: dict[str, int] = {}
     for folder in crop_folders:
-        c, l, f = load_crop_folder(root, folder)
+        c, labs, f = load_crop_folder(root, folder)
         crops += c
-        labels += l
+        labels += labs
         files += f
         sources += [folder] * len(c)
         held += [is_held(x, held_fraction) for x in f]
     for folder, label_name in face_folders:
         label = LABELS[label_name.lower()]
-        c, l, f, m = load_face_folder(root, folder, label, cache_dir)
+        c, labs, f, m = load_face_folder(root, folder, label, cache_dir)
         frac = (face_held_fraction or {}).get(folder, held_fraction)
         crops += c
-        labels += l
+        labels += labs
         files += f
         sources += [folder] * len(c)
         held += [is_held(x.split("#")[0], frac) for x in f]
         missed[folder] = m
     if not crops:
-        raise FileNotFoundError(f"no eye crops or face images found under {root} (see the layout in training/eye_data.py)")
+        raise FileNotFoundError(
+            f"no eye crops or face images found under {root} (see the layout in training/eye_data.py)"
+        )
     return EyeSet(np.stack(crops).astype(np.uint8), np.asarray(labels, np.int64), np.asarray(sources),
                   np.asarray(held, bool), files, missed)
 

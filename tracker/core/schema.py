@@ -67,9 +67,13 @@ class HeadPose(_Model):
     rotation: tuple[float, float, float, float] = Field(
         description="Unit quaternion (x, y, z, w) rotating head-frame vectors into the camera frame."
     )
-    yaw: float = Field(description="Degrees about the camera's y axis; positive turns the face toward the subject's left.")
+    yaw: float = Field(
+        description="Degrees about the camera's y axis; positive turns the face toward the subject's left."
+    )
     pitch: float = Field(description="Degrees about x (after yaw); positive tilts the face down.")
-    roll: float = Field(description="Degrees about z (last); positive tilts the head toward the subject's right shoulder.")
+    roll: float = Field(
+        description="Degrees about z (last); positive tilts the head toward the subject's right shoulder."
+    )
     translation: tuple[float, float, float] = Field(
         description="Head centre in centimetres in the camera frame (z is negative in front of the camera)."
     )

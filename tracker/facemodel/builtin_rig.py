@@ -196,7 +196,7 @@ def generate_rig(neutral: np.ndarray) -> np.ndarray:
     lips = lips_upper + lips_lower + corners
     mouth_c = x[lips].mean(0)
 
-    for side, sign, up, lo, iris, nose_dir in (
+    for side, _sign, up, lo, iris, nose_dir in (
         ("Left", 1.0, L_EYE_UPPER, L_EYE_LOWER, L_IRIS, -1.0),
         ("Right", -1.0, R_EYE_UPPER, R_EYE_LOWER, R_IRIS, 1.0),
     ):
@@ -277,7 +277,7 @@ def generate_rig(neutral: np.ndarray) -> np.ndarray:
         above = 1.0 - below
         f[f"mouthUpperUp{side}"] = _field(x, ul, np.array([0.0, 0.4, 0.0]) * s, 0.5 * s, half * above)
 
-    for side, sign, brow, outer, cheek, under, wing in (
+    for side, sign, brow, _outer, cheek, under, wing in (
         ("Left", 1.0, L_BROW, L_BROW_OUTER, L_CHEEK, L_CHEEK_UNDER_EYE, L_NOSE_WING),
         ("Right", -1.0, R_BROW, R_BROW_OUTER, R_CHEEK, R_CHEEK_UNDER_EYE, R_NOSE_WING),
     ):

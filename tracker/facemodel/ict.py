@@ -103,7 +103,9 @@ def read_ict_npz(path: str | os.PathLike[str]) -> IctData:
                 triangles=z["triangles"].astype(np.int32), lmk68=z["lmk68"].astype(np.int32), source=str(path),
             )
     except KeyError as exc:
-        raise ModelError(f"{path} is not an ICT narrow-face npz (missing {exc}); use the release folder instead") from exc
+        raise ModelError(
+            f"{path} is not an ICT narrow-face npz (missing {exc}); use the release folder instead"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {path}: {exc}") from exc
 
@@ -283,7 +285,7 @@ def compute_landmark_embedding(neutral: np.ndarray, triangles: np.ndarray,
         raise ModelError("mediapipe found no face on the frontal render of the model; the mesh is not a face "
                          "in the head frame (x = subject's left, y up, z out of the face)")
     hits, good, eye_hole, any_hit = [], [], [], []
-    for (name, y, p), rend, det in zip(views, rends, dets):
+    for rend, det in zip(rends, dets):
         if det is None:
             continue
         tri, bary, head = cast(rend, mesh, det)

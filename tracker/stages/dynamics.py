@@ -73,13 +73,15 @@ class _PreparedModel:
             if all(n in self.index for n in names[:1]):
                 have = [n for n in names if n in self.index]
                 self.groups.append(_Groups(
-                    np.array([s[int(i)] for i in up[E.OPENING_PAIRS]]), np.array([s[int(i)] for i in lo[E.OPENING_PAIRS]]),
+                    np.array([s[int(i)] for i in up[E.OPENING_PAIRS]]),
+                    np.array([s[int(i)] for i in lo[E.OPENING_PAIRS]]),
                     (s[corners[0]], s[corners[1]]), np.array([self.index[n] for n in have]),
                     np.array([0.02 if n.startswith("eyeBlink") else 0.3 for n in have]), True, side))
         lip = [n for n in LIP_NAMES if n in self.index]
         if lip:
             self.groups.append(_Groups(
-                np.array([s[int(i)] for i in E.LIP_INNER_UPPER[1:4]]), np.array([s[int(i)] for i in E.LIP_INNER_LOWER[1:4]]),
+                np.array([s[int(i)] for i in E.LIP_INNER_UPPER[1:4]]),
+                np.array([s[int(i)] for i in E.LIP_INNER_LOWER[1:4]]),
                 (s[E.MOUTH_CORNERS[0]], s[E.MOUTH_CORNERS[1]]), np.array([self.index[n] for n in lip]),
                 np.array([0.05 if n == "jawOpen" else 0.3 for n in lip])))
         # all groups as one system: rows = pairs, columns = the refined weights

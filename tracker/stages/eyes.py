@@ -73,7 +73,8 @@ def eye_crop_transforms(landmarks: np.ndarray, size: tuple[int, int] = CROP_SIZE
     cw, ch = size
     s = cw / w
     out = np.empty((2, 2, 3))
-    for k, (cx, cy, sx) in enumerate((((lox + lix) / 2, (loy + liy) / 2, -1.0), ((rox + rix) / 2, (roy + riy) / 2, 1.0))):
+    centres = (((lox + lix) / 2, (loy + liy) / 2, -1.0), ((rox + rix) / 2, (roy + riy) / 2, 1.0))
+    for k, (cx, cy, sx) in enumerate(centres):
         cx, cy = cx + y_shift * w * downx, cy + y_shift * w * downy
         ax, ay = sx * dx * s, sx * dy * s
         bx, by = downx * s, downy * s

@@ -73,7 +73,9 @@ class FilterConfig(BaseModel):
     enabled: bool = True
     landmark_min_cutoff: float = Field(0.5, gt=0)
     landmark_beta: float = Field(20.0, ge=0)
-    lid_snap: float = Field(0.03, gt=0, description="Lid/lip landmark jump (in eye-corner distances) passed through at once.")
+    lid_snap: float = Field(
+        0.03, gt=0, description="Lid/lip landmark jump (in eye-corner distances) passed through at once."
+    )
     pose_min_cutoff: float = Field(1.0, gt=0)
     pose_beta: float = Field(4.0, ge=0)
     weight_min_cutoff: float = Field(2.0, gt=0)
