@@ -23,6 +23,7 @@ import numpy as np
 from facetrack.engines.base import DetectedFace, LandmarkEngine, PipelinedLandmarkEngine
 from facetrack.engines.landmarks import make_landmark_engine
 from facetrack.tracker.config import TrackerConfig
+from facetrack.tracker.core import interrupts
 from facetrack.tracker.core.geometry import landmark_box
 from facetrack.tracker.core.schema import EyeEvent, FaceResult, FrameResult, StreamMetadata
 from facetrack.tracker.core.sinks import Sink, end_sinks
@@ -66,14 +67,15 @@ class Tracker:
         self._source: FrameSource | None = None
         # stateless and the slow part to load: loaded once here, so a bad engine fails before any output exists
         self._regress: RegressStage | None = None
-        if self.config.coefficients == "regress":
-            from facetrack.tracker.stages.regress import RegressStage
+        with interrupts.deferred():  # native libraries initialise here: a Ctrl-C waits for them
+            if self.config.coefficients == "regress":
+                from facetrack.tracker.stages.regress import RegressStage
 
-            self._regress = RegressStage(self.config.regressor, self.config.backend, self.config.max_faces,
-                                         self.config.focal_px)
-        # the face model (with a saved --neutral) and the eye engine are loaded here too, for the same reason;
-        # each stream gets fresh ones
-        self._fit, self._eyes = self._new_stages()
+                self._regress = RegressStage(self.config.regressor, self.config.backend, self.config.max_faces,
+                                             self.config.focal_px)
+            # the face model (with a saved --neutral) and the eye engine are loaded here too, for the same
+            # reason; each stream gets fresh ones
+            self._fit, self._eyes = self._new_stages()
         self._stages_used = False
         self._dynamics: LipLidDynamics | None = None
         self._filter: FaceFilter | None = None
@@ -118,13 +120,15 @@ class Tracker:
         return fit, eyes
 
     def _results(self, frames: FrameSource) -> Iterator[FrameResult]:
-        engine = self._engine_factory(self.config, frames.stills)
-        if frames.stills:  # a face crop cut tight at the face is found with a border around it
-            engine = StillFaces(engine, self.config.source.still_pad)
-        tracks = TrackAssigner()
-        limit = self.config.max_frames
-        frames_in = frames if limit is None else itertools.islice(frames, limit)
+        engine: LandmarkEngine | None = None
         try:
+            with interrupts.deferred():  # a Ctrl-C while the native graph loads is raised once it has loaded
+                engine = self._engine_factory(self.config, frames.stills)
+            if frames.stills:  # a face crop cut tight at the face is found with a border around it
+                engine = StillFaces(engine, self.config.source.still_pad)
+            tracks = TrackAssigner()
+            limit = self.config.max_frames
+            frames_in = frames if limit is None else itertools.islice(frames, limit)
             # A live frame is finished before the next is awaited (latency); a file's next frame is already
             # decoded, so its landmarks run while this thread finishes the frame before (throughput).
             if self.config.overlap and isinstance(engine, PipelinedLandmarkEngine) and not frames.live:
@@ -135,7 +139,8 @@ class Tracker:
                     detected = engine.process(frame.image)
                     yield self._process(frame, detected, time.perf_counter() - t0, tracks)
         finally:
-            engine.close()
+            if engine is not None:
+                engine.close()
             frames.close()
 
     def _pipelined(self, frames: Iterable[Frame], engine: PipelinedLandmarkEngine,

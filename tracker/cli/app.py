@@ -21,9 +21,9 @@ from facetrack.tracker.cli.common import (
     err,
     fail,
     interrupt_on_signals,
-    interrupted,
     setup_logging,
 )
+from facetrack.tracker.core import interrupts
 
 # command name -> (module under facetrack.tracker.cli, the click command's name in it)
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -95,7 +95,7 @@ def main() -> None:
     except click.Abort:  # Ctrl-C where the command does not handle it itself
         _exit_interrupted()
     except Exception as exc:  # noqa: BLE001 - a failure no command put in words: still one line; -v shows where
-        if interrupted():  # the signal surfaced as another exception (a native module's import)
+        if interrupts.requested():  # the signal surfaced as another exception (a native module's import)
             _exit_interrupted()
         if logging.getLogger().isEnabledFor(logging.INFO):
             raise

@@ -5,9 +5,7 @@ options and the one-line failure.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -18,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from facetrack.tracker.core import native_logs
+from facetrack.tracker.core import interrupts, native_logs
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 EXIT_SOURCE_FAILED = 1
@@ -56,32 +54,10 @@ class _PlainFormatter(logging.Formatter):
         return f"{text}\n{self.formatException(record.exc_info)}" if record.exc_info else text
 
 
-_signalled = threading.Event()
-
-
-def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
-    """Raise where the main thread is, and remember it: an extension module that is initialising turns the
-    exception into an ImportError (or swallows it), and the command must still stop."""
-    _signalled.set()
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def interrupt_on_signals() -> None:
     """SIGTERM ends a command as Ctrl-C does, and both are remembered: sinks are closed and what was written is
     kept (exit 130)."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _raise_keyboard_interrupt)
-
-
-def interrupted() -> bool:
-    """Whether Ctrl-C or SIGTERM has arrived, even where native code hid the KeyboardInterrupt."""
-    return _signalled.is_set()
-
-
-def raise_if_interrupted() -> None:
-    """Stop now if a signal arrived earlier and its KeyboardInterrupt was lost on the way."""
-    if _signalled.is_set():
-        raise KeyboardInterrupt("a signal arrived earlier")
+    interrupts.install()
 
 
 def engine_options(command: Callable) -> Callable:

@@ -23,13 +23,14 @@ from facetrack.tracker.cli.common import (
     err,
     fail,
     interrupt_on_signals,
-    raise_if_interrupted,
     usage_error,
 )
+from facetrack.tracker.core import interrupts
 from facetrack.tracker.core.errors import FacetrackError, SourceDecodeError, SourceLostError
 
 if TYPE_CHECKING:
     from facetrack.adapters.zmq_publisher import PublisherConfig
+    from facetrack.tracker.core.schema import FrameResult
     from facetrack.tracker.sources.frame_source import FrameSource
 
 # ---- --vmc / --livelink sending options: collected into one `clients` dict for _udp_sinks ----
@@ -190,7 +191,7 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
             end_sinks(sinks, keep=False)
             raise
         with progress:
-            tracker.run(frames, sinks, on_result=lambda result: (raise_if_interrupted(), progress.on_result(result)))
+            tracker.run(frames, sinks, on_result=lambda result: _checked(progress.on_result, result))
     except KeyboardInterrupt:
         err.print(f"[yellow]Interrupted after {progress.frames} frames; "
                   + ("outputs flushed and closed." if progress.frames else "no output written."))
@@ -200,6 +201,12 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
     except FacetrackError as exc:
         fail(exc, EXIT_USAGE if progress.frames == 0 else EXIT_SOURCE_FAILED)
     err.print(progress.summary(outputs, endpoint, render))
+
+
+def _checked(on_result: Callable[[FrameResult], None], result: FrameResult) -> None:
+    """A signal whose KeyboardInterrupt native code swallowed still ends the run, at the next frame."""
+    interrupts.raise_if_requested()
+    on_result(result)
 
 
 def _publisher_config(endpoint: str | None, wire: str, curve_keys: Path | None, wait_subscribers: int,
