@@ -9,6 +9,7 @@ faces; as ONNX on a GPU backend it also crops on the GPU with CuPy.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Literal, Protocol
 
 from facetrack.engines.base import LandmarkEngine
@@ -34,6 +35,16 @@ def crop_device(backend: str) -> str:
     from facetrack.engines.preprocess import cupy_usable
 
     return "gpu" if select_backend(backend).name in ("tensorrt", "cuda") and cupy_usable() else "cpu"
+
+
+def require_runtime(config: LandmarkSettings) -> None:
+    """Refuse an engine whose runtime this install lacks, before a run opens anything (the engine itself is
+    made when the source is known)."""
+    if config.landmark_engine == "litert" and importlib.util.find_spec("ai_edge_litert") is None:
+        from facetrack.engines.onnx_runtime import EngineError
+
+        raise EngineError("--engine litert needs LiteRT, which this install lacks: pip install 'facetrack[litert]' "
+                          "(or leave out --engine: mediapipe's own runtime is always installed)")
 
 
 def make_landmark_engine(config: LandmarkSettings, still_images: bool) -> LandmarkEngine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import socket
 import subprocess
@@ -114,7 +115,11 @@ def test_error_messages_are_one_line_however_long(workdir: Path) -> None:
     assert deep in _only_line(done.stderr)
 
 
-@pytest.mark.parametrize("engine", ["litert", "mediapipe"])
+@pytest.mark.parametrize("engine", [
+    pytest.param("litert", marks=pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
+                                                    reason="needs the [litert] extra (ai-edge-litert)")),
+    "mediapipe",
+])
 def test_native_log_lines_never_surround_an_error(tmp_path: Path, engine: str) -> None:
     """A run that fails after its engines ran: stderr is our one line; -v lets the libraries' own lines through."""
     rng = np.random.default_rng(0)
@@ -128,6 +133,15 @@ def test_native_log_lines_never_surround_an_error(tmp_path: Path, engine: str) -
     if engine == "litert":  # its delegate's line is printed at every interpreter's creation
         loud = facetrack("-v", "run", "cut.ts", "--engine", engine, "--out", "cut.jsonl", "--quiet", cwd=tmp_path)
         assert "TensorFlow Lite" in loud.stderr and loud.returncode == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is not None,
+                    reason="the [litert] extra is installed here; this is the refusal an install without it gives")
+def test_an_engine_this_install_lacks_is_refused_before_anything_opens(workdir: Path) -> None:
+    before = _snapshot(workdir)
+    done = facetrack("run", "clip.mp4", "--engine", "litert", "--out", "take.jsonl", cwd=workdir)
+    assert done.returncode == 2 and "pip install 'facetrack[litert]'" in _only_line(done.stderr), done.stderr
+    assert _snapshot(workdir) == before
 
 
 def test_missing_output_folders_are_created_when_the_run_goes_ahead(workdir: Path) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facetrack.engines.base import DetectedFace, LandmarkEngine, PipelinedLandmarkEngine
-from facetrack.engines.landmarks import make_landmark_engine
+from facetrack.engines.landmarks import make_landmark_engine, require_runtime
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core import interrupts
 from facetrack.tracker.core.geometry import landmark_box
@@ -68,6 +68,7 @@ class Tracker:
         # stateless and the slow part to load: loaded once here, so a bad engine fails before any output exists
         self._regress: RegressStage | None = None
         with interrupts.deferred():  # native libraries initialise here: a Ctrl-C waits for them
+            require_runtime(self.config)
             if self.config.coefficients == "regress":
                 from facetrack.tracker.stages.regress import RegressStage
 
