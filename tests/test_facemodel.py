@@ -280,3 +280,33 @@ def test_bfm_readers(tmp_path: Path) -> None:
     assert raw.exp_bounds == (-np.inf, np.inf) and raw.lmk68 is not None and raw.lmk68.min() >= 0
     with pytest.raises(ModelError, match="not a BFM 2009"):
         read_bfm2009(tmp_path / "BFM_model_front.mat")
+
+
+def test_rest_face_taken_turned_absorbs_a_one_sided_brow_offset_only() -> None:
+    """Issue 23: a one-sided brow offset of a turned warm-up is the landmark engine's bias (absorbed in full);
+    a frontal warm-up keeps it beyond the cap, and a held frown of both brows still reads when turned."""
+    from facetrack.tracker.facemodel.prepared import PreparedModel
+    from facetrack.tracker.facemodel.rest_face import RestFaceCalibration, capped_rest_offset, turned_brows
+
+    model = registry.load_model("builtin")
+    pm = PreparedModel(model, 0.5)
+    names = list(model.exp_names)
+    basis = pm.basis_flat_exp
+    one, both = np.zeros(len(names)), np.zeros(len(names))
+    one[names.index("browDown_L")] = 0.5
+    both[[names.index("browDown_L"), names.index("browDown_R")]] = 0.5
+
+    def kept(weights: np.ndarray, yaw_deg: float) -> float:
+        cal = RestFaceCalibration(window=3)
+        for _ in range(3):
+            rest = cal.add(np.zeros((len(pm.idx), 3)), 0.0, _rotation(yaw_deg, 0.0, 0.0))
+        assert rest is not None and abs(cal.yaw - yaw_deg) < 1e-6
+        offset = (basis @ weights).reshape(-1, 3)
+        out = capped_rest_offset(basis, offset, 0.1, turned_brows(names, cal, 10.0))
+        return float(np.linalg.norm(out) / np.linalg.norm(offset))
+
+    # the share of the offset the rest face keeps (what is kept is not read as expression)
+    assert kept(one, 0.0) == pytest.approx(0.2, abs=0.05)  # frontal: only the cap (0.1 of 0.5)
+    assert kept(one, -5.0) == pytest.approx(0.7, abs=0.05)  # half-way: half the excess in full, the cap of the rest
+    assert kept(one, -20.0) == pytest.approx(1.0, abs=0.05)  # turned: the one-sided offset in full
+    assert kept(both, -20.0) == pytest.approx(0.2, abs=0.05)  # a held frown of both brows still reads

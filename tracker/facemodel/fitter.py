@@ -44,7 +44,7 @@ from facetrack.tracker.facemodel.expression_head import ExpressionHead, head_for
 from facetrack.tracker.facemodel.fitter_config import FitterConfig
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
 from facetrack.tracker.facemodel.prepared import PreparedModel, TrackState
-from facetrack.tracker.facemodel.rest_face import RestFaceCalibration, capped_rest_offset, observed_shape
+from facetrack.tracker.facemodel.rest_face import RestFaceCalibration, capped_rest_offset, observed_shape, turned_brows
 from facetrack.tracker.facemodel.solve import box_qp, init_pose, normal_equations, pose_step, rodrigues, sir_confidence
 
 
@@ -318,11 +318,11 @@ class FaceModelFitter:
         if track.rest is None:
             track.rest = RestFaceCalibration(cfg.rest_window, cfg.rest_keep, early=cfg.rest_early,
                                              source=cfg.rest_source)
-        rest = track.rest.add(observed, float(np.abs(expr[pm.energy_cols]).sum()))
+        rest = track.rest.add(observed, float(np.abs(expr[pm.energy_cols]).sum()), track.rotation)
         if rest is None:
             return
-        offset = rest - pm.identity_shape(ident)
-        track.rest_offset = capped_rest_offset(pm.basis_flat_exp, offset, cfg.rest_cap) if pm.exp_nonneg else offset
+        off, turn = rest - pm.identity_shape(ident), turned_brows(pm.model.exp_names, track.rest, cfg.rest_turned_deg)
+        track.rest_offset = capped_rest_offset(pm.basis_flat_exp, off, cfg.rest_cap, turn) if pm.exp_nonneg else off
         track.rest_info = {"source": track.rest.source, "frames": track.rest.frames_used}
         if track.rest.done:
             track.rest = None

@@ -15,6 +15,7 @@ restarted on demand (`recalibrate`: N seconds of a neutral face), saved and reus
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,22 +56,28 @@ class RestFaceCalibration:
     done: bool = False
     offsets: list[np.ndarray] = field(default_factory=list)
     energy: list[float] = field(default_factory=list)
+    yaws: list[float] = field(default_factory=list)
     rest: np.ndarray | None = None
+    yaw: float = 0.0  # median yaw (degrees) of the warm-up's frames
     frames_used: int = 0
     source: str = "auto"
 
-    def add(self, observed: np.ndarray, energy: float) -> np.ndarray | None:
-        """Feed one frame's observed face (head frame); returns the calm frames' median when the window is full."""
+    def add(self, observed: np.ndarray, energy: float, rotation: np.ndarray | None = None) -> np.ndarray | None:
+        """Feed one frame's observed face (head frame) and fitted rotation; returns the calm frames' median when
+        the window is full."""
         self.offsets.append(observed.astype(np.float32))
         self.energy.append(float(energy))
+        self.yaws.append(np.nan if rotation is None else float(np.degrees(np.arctan2(rotation[0, 2], rotation[2, 2]))))
         if len(self.offsets) not in (self.early, self.window):
             return None
         n = max(1, int(round(self.keep * len(self.offsets))))
         calm = np.argsort(self.energy)[:n]
         self.rest = np.median(np.stack(self.offsets)[calm], axis=0).astype(np.float64)
+        yaws = np.asarray(self.yaws)
+        self.yaw = float(np.median(yaws[np.isfinite(yaws)])) if np.isfinite(yaws).any() else 0.0
         self.frames_used = n
         if len(self.offsets) >= self.window:
-            self.offsets, self.energy = [], []
+            self.offsets, self.energy, self.yaws = [], [], []
             self.done = True
         return self.rest
 
@@ -89,13 +96,16 @@ def observed_shape(shape: np.ndarray, p: np.ndarray, rot: np.ndarray, trans: np.
     return shape + resid @ rot
 
 
-def capped_rest_offset(basis_exp: np.ndarray, offset: np.ndarray, cap: float) -> np.ndarray:
+def capped_rest_offset(basis_exp: np.ndarray, offset: np.ndarray, cap: float,
+                       one_sided: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The rest offsets (N, 3) kept: all that no expression explains, and expressions only up to `cap`.
 
     A calm face can look a little like an expression (thick lips, low brows) or be a
     held one (a person who smiles through the warm-up): a held expression must still
     read, so the part of the rest that the expression shapes (`basis_exp`, (3N, K),
-    non-negative weights c) explain is subtracted only up to `cap` per shape.
+    non-negative weights c) explain is subtracted only up to `cap` per shape. `one_sided`
+    ((K,) mirror partner of each shape, (K,) fraction): that fraction of a shape's excess over
+    its partner, max(c - c[partner], 0), is subtracted in full (`turned_brows`).
     """
     off = offset.copy()
     if cap >= 1.0:
@@ -103,7 +113,31 @@ def capped_rest_offset(basis_exp: np.ndarray, offset: np.ndarray, cap: float) ->
     h = basis_exp.T @ basis_exp
     h[np.diag_indices(len(h))] += 1e-6 * float(np.trace(h)) / len(h)
     c = box_qp(h, basis_exp.T @ off.reshape(-1), np.zeros(len(h)), np.ones(len(h)))
-    return off - (basis_exp @ (c - np.minimum(c, cap))).reshape(-1, 3)
+    excess = np.zeros_like(c) if one_sided is None else np.maximum(c - c[one_sided[0]], 0) * one_sided[1]
+    return off - (basis_exp @ (c - np.minimum(c - excess, cap) - excess)).reshape(-1, 3)
+
+
+@functools.lru_cache(maxsize=8)
+def _brow_pairs(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(K,) mirror partner of each expression shape (`_L` <-> `_R`) and which are one brow of a pair."""
+    swap = {"_L": "_R", "_R": "_L"}
+    partner = [n[:-2] + swap[n[-2:]] if n[-2:] in swap else n for n in names]
+    mirror = np.array([names.index(m) if m in names else i for i, m in enumerate(partner)])
+    return mirror, np.array([n.startswith("brow") and mirror[i] != i for i, n in enumerate(names)])
+
+
+def turned_brows(names: list[str], rest: RestFaceCalibration, full_deg: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The one-sided brow offsets a rest face taken at `rest.yaw` absorbs (`capped_rest_offset`'s `one_sided`).
+
+    On a turned face mediapipe places one brow lower and nearer the nose than the model's rigid turn
+    does (the clip's typical brow, not one frame: BENCHMARKS.md, issue 23), which reads as one brow
+    lowered on every frame; a held one-sided frown is much rarer, so the one-sided part of a brow
+    offset is absorbed, in full from `full_deg` of yaw, in proportion below (0: none on a frontal face).
+    """
+    if full_deg <= 0:
+        return None
+    mirror, brows = _brow_pairs(tuple(names))
+    return mirror, brows * min(1.0, abs(rest.yaw) / full_deg)
 
 
 def save_neutral(path: str | Path, model_id: str, identity: np.ndarray, rest: np.ndarray,
