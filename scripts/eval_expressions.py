@@ -86,14 +86,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--media", type=Path, default=root.parent / "shared" / "media")
     ap.add_argument("--labels", type=Path, nargs="*", default=None,
-                    help="label CSVs (default: <media>/expressions/labels.csv and labels/expressions_extra.csv)")
+                    help="label CSVs (default: <media>/expressions/labels.csv, labels/expressions_extra.csv and "
+                         "labels/expressions_more.csv)")
     ap.add_argument("--model", default=None, help="model id (default: TrackerConfig's default)")
     ap.add_argument("--cache", type=Path, default=None, help="record/replay landmarks per clip in this folder")
     ap.add_argument("--save", type=Path, default=None, help="write every clip's weights to this .npz")
     args = ap.parse_args()
 
     label_files = args.labels or [p for p in (args.media / "expressions" / "labels.csv",
-                                              root / "labels" / "expressions_extra.csv") if p.is_file()]
+                                              root / "labels" / "expressions_extra.csv",
+                                              root / "labels" / "expressions_more.csv") if p.is_file()]
     rows = [r for p in label_files for r in read_labels(p)]
     clips = sorted({str(p.relative_to(args.media)) for p in (args.media / "videos").glob("*/*.mp4")}
                    | {r.clip for r in rows})

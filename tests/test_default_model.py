@@ -146,6 +146,22 @@ def test_a_smile_held_through_the_warm_up_still_reads():
     assert min(w[arkit("mouthSmileLeft")], w[arkit("mouthSmileRight")]) >= 0.35
 
 
+def test_a_persons_own_chin_is_part_of_the_rest_face():
+    """Issue 23: a chin that the identity modes cannot place reads as mouthShrugLower on every frame; the warm-up
+    takes it into the rest face in full (`rest_own_shape`), and a jaw opened later still reads."""
+    ident = np.random.default_rng(9).normal(size=MODEL.n_identity) * 0.5
+    own = (MODEL.shape(np.zeros(MODEL.n_identity), expression(mouthShrugLower=0.7))
+           - MODEL.shape(np.zeros(MODEL.n_identity), None))[:478]
+    fitter = FaceModelFitter(MODEL, FitterConfig(rest_window=20))
+    first = fitter.fit(4, project(MODEL, ident, None, rest=own), (W, H), F).blendshapes
+    for _ in range(25):
+        w = fitter.fit(4, project(MODEL, ident, None, rest=own), (W, H), F).blendshapes
+    assert first[arkit("mouthShrugLower")] > 0.3 and w[arkit("mouthShrugLower")] < 0.05  # 0.11 with the cap alone
+    for _ in range(4):
+        w = fitter.fit(4, project(MODEL, ident, expression(jawOpen=0.6), rest=own), (W, H), F).blendshapes
+    assert w[arkit("jawOpen")] > 0.4
+
+
 def test_recalibrate_on_demand():
     fitter = FaceModelFitter(MODEL, FitterConfig(rest_window=0))
     px = project(MODEL, np.zeros(MODEL.n_identity), None)

@@ -100,3 +100,15 @@ def test_fitter_gives_the_head_s_weights_and_the_smaller_until_the_rest_face_exi
     # a stage after the fit rewrites `blendshapes` from the fit's own weights: the head's survive in arkit()
     res.blendshapes = np.zeros(52, np.float32)
     assert res.arkit()[arkit("mouthSmileLeft")] > 0.4 and res.arkit()[arkit("eyeBlinkLeft")] == 0.0
+
+
+def test_a_face_far_from_any_training_face_gives_weights_without_warnings() -> None:
+    """Tiny or broken faces (a 100-pixel photo, a bad landmark) drive the MLP far out; the weights stay in
+    [0, 1] and nothing is printed (numpy's overflow warning reached users' stderr before)."""
+    import warnings
+
+    x = np.random.default_rng(0).normal(size=(4, HEAD.layers[0][0].shape[0])).astype(np.float32) * 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        w = HEAD(x)
+    assert np.isfinite(w).all() and w.min() >= 0 and w.max() <= 1

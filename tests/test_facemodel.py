@@ -310,3 +310,29 @@ def test_rest_face_taken_turned_absorbs_a_one_sided_brow_offset_only() -> None:
     assert kept(one, -5.0) == pytest.approx(0.7, abs=0.05)  # half-way: half the excess in full, the cap of the rest
     assert kept(one, -20.0) == pytest.approx(1.0, abs=0.05)  # turned: the one-sided offset in full
     assert kept(both, -20.0) == pytest.approx(0.2, abs=0.05)  # a held frown of both brows still reads
+
+
+def test_rest_face_absorbs_the_own_shape_of_lips_and_chin_but_caps_a_held_smile() -> None:
+    """Issue 23: a chin the identity modes place too low reads as mouthShrugLower on every frame; the rest face
+    takes such an offset in full (`rest_own_shape`), while a smile held through the warm-up keeps reading."""
+    from facetrack.tracker.facemodel.fitter_config import FitterConfig
+    from facetrack.tracker.facemodel.prepared import PreparedModel
+    from facetrack.tracker.facemodel.rest_face import capped_rest_offset, rest_caps
+
+    model = registry.load_model("builtin")
+    pm = PreparedModel(model, 0.5)
+    names = list(model.exp_names)
+    basis = pm.basis_flat_exp
+    caps = rest_caps(names, 0.1, FitterConfig().rest_own_shape)
+    assert caps[names.index("mouthShrugLower")] == 1.0 and caps[names.index("mouthSmile_L")] == 0.1
+
+    def kept(**weights: float) -> float:
+        w = np.zeros(len(names))
+        for name, value in weights.items():
+            w[names.index(name)] = value
+        offset = (basis @ w).reshape(-1, 3)
+        return float(np.linalg.norm(capped_rest_offset(basis, offset, caps)) / np.linalg.norm(offset))
+
+    assert kept(mouthShrugLower=0.6) == pytest.approx(1.0, abs=0.05)  # the person's own chin: all of it
+    assert kept(mouthSmile_L=0.5, mouthSmile_R=0.5) == pytest.approx(0.2, abs=0.05)  # a held smile: the cap only
+    assert np.allclose(capped_rest_offset(basis, np.ones((len(pm.idx), 3)), np.ones(len(names))), 1.0)

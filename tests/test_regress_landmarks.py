@@ -55,6 +55,23 @@ def test_an_altered_or_mislabelled_engine_is_refused(tmp_path: Path) -> None:
         LandmarkRegressEngine(copy, backend="cpu")
 
 
+def test_the_shipped_engine_answers_a_mirror_image_with_the_mirrored_answer() -> None:
+    """The engine averages its networks over the face and its mirror image in its graph, so swapping the landmarks
+    with their partners (x negated) swaps Left and Right in the weights and mirrors the rotation remainder."""
+    from facetrack.tracker.facemodel.expression_head import arkit_mirror
+    from facetrack.training.landmark_regressor import mirror_tables
+
+    index, sign = mirror_tables()
+    np.testing.assert_array_equal(index[index], np.arange(N_FEATURES))  # mirroring twice is the identity
+    rng = np.random.default_rng(3)
+    points = rng.normal(0, 25, (4, 478, 3)) + [320, 240, 0]
+    features, _ = landmark_features(points, (640, 480), 640.0)
+    engine = LandmarkRegressEngine(SHIPPED_ENGINE, backend="cpu")
+    out, mirrored = engine.predict(features), engine.predict(features[:, index] * sign)
+    np.testing.assert_allclose(mirrored["expression"], out["expression"][:, arkit_mirror()], atol=1e-5)
+    np.testing.assert_allclose(mirrored["rotation"], out["rotation"] * [1, -1, -1], atol=1e-5)
+
+
 def test_features_do_not_see_where_the_face_is_how_big_or_how_it_is_turned() -> None:
     rng = np.random.default_rng(1)
     face = rng.normal(0, 30, (478, 3)) + [320, 240, 0]

@@ -3,8 +3,11 @@
 Inputs are `landmark_features` (the regress stage's own function); targets are the fit's
 52 ARKit weights and the rotvec D of its head rotation relative to the landmarks' rigid
 rotation R0 (rotation = R0 @ exp(D)). The feature standardisation and the target scales are
-inside the network, so the exported ONNX takes the stage's features as they are. Data:
-training/regress_data.py; the run and its held-out table: scripts/train_landmark_regressor.py.
+inside the network, so the exported ONNX takes the stage's features as they are. The shipped
+engine is `MirrorEnsemble`: a few such networks (seeds), each run on the face and on its mirror
+image (left/right swapped back), all answers averaged, in one graph: a face and its mirror image
+get mirrored weights, and the seeds' own errors partly cancel. Data: training/regress_data.py;
+the run and its held-out table: scripts/train_landmark_regressor.py.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def held_out_mask(faces: FaceSet, held_clips: tuple[str, ...], photo_fraction: f
     return np.array([verdicts[i] for i in faces.identity])
 
 
-def build_network(train: FaceSet, components: int = 128, hidden: int = 256):
+def build_network(train: FaceSet, components: int = 256, hidden: int = 256):
     """The network: the training set's feature standardisation and its first `components` principal axes (fixed,
     not trained: the 478 points move together, so a few directions carry them), then an MLP; the rotation
     output is scaled by the training remainders' spread."""
@@ -146,6 +149,60 @@ def train_network(train: FaceSet, epochs: int = 60, batch: int = 256, lr: float 
         if epoch % 10 == 0 or epoch == epochs - 1:
             log(f"  epoch {epoch:3d}  loss {total / len(z):.4f}  {time.perf_counter() - t0:5.0f} s")
     return net.eval()
+
+
+def mirror_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(N_FEATURES,) index and sign that turn a face's features into its mirror image's: each landmark swapped
+    with its partner (the packaged model's 478-point pairing) and x negated, the face's centre x negated."""
+    from facetrack.tracker.facemodel.compact import load_default_model
+
+    pairs = np.asarray(load_default_model().extra["mirror"][:478], np.int64)
+    index = np.concatenate([(3 * pairs[:, None] + np.arange(3)).reshape(-1), 3 * 478 + np.arange(3)])
+    sign = np.concatenate([np.tile([-1.0, 1.0, 1.0], 478), [-1.0, 1.0, 1.0]]).astype(np.float32)
+    return index, sign
+
+
+def train_ensemble(train: FaceSet, seeds: tuple[int, ...] = (0, 1, 2), log=print, **options):
+    """`MirrorEnsemble` of one network per seed (`train_network`'s options)."""
+    nets = []
+    for seed in seeds:
+        log(f"network {len(nets) + 1} of {len(seeds)} (seed {seed})")
+        nets.append(train_network(train, seed=seed, log=log, **options))
+    return mirror_ensemble(nets)
+
+
+def mirror_ensemble(nets: list):
+    """The networks' mean answer over the face and its mirror image, as one module (what export_engine writes).
+
+    A mirror image's rotation remainder D = (a, b, c) is the face's (a, -b, -c) (x flipped on both sides of the
+    rotation); its weights come back with Left and Right swapped."""
+    import torch
+    from torch import nn
+
+    from facetrack.tracker.facemodel.expression_head import arkit_mirror
+
+    index, sign = mirror_tables()
+
+    class MirrorEnsemble(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.nets = nn.ModuleList(nets)
+            self.register_buffer("index", torch.from_numpy(index))
+            self.register_buffer("sign", torch.from_numpy(sign))
+            self.register_buffer("swap", torch.from_numpy(arkit_mirror().astype(np.int64)))
+            self.register_buffer("rot_sign", torch.tensor([1.0, -1.0, -1.0]))
+
+        def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            mirrored = features[:, self.index] * self.sign
+            expressions, rotations = [], []
+            for net in self.nets:
+                e, d = net(features)
+                em, dm = net(mirrored)
+                expressions += [e, em[:, self.swap]]
+                rotations += [d, dm * self.rot_sign]
+            return torch.stack(expressions).mean(0), torch.stack(rotations).mean(0)
+
+    return MirrorEnsemble().eval()
 
 
 def predict(net, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -42,8 +42,13 @@ def arkit_mirror() -> np.ndarray:
     return np.array([names.index(swap(n)) for n in names])
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x), without overflow warnings where a face far from any training face drives x below -88."""
+    return 1.0 / (1.0 + np.exp(-np.maximum(x, -80.0)))
+
+
 def _silu(x: np.ndarray) -> np.ndarray:
-    return x / (1.0 + np.exp(-x))
+    return x * _sigmoid(x)
 
 
 class ExpressionHead:
@@ -87,7 +92,7 @@ class ExpressionHead:
         for w, b in self._columns[:-1]:
             x = _silu(w @ x + b)
         w, b = self._columns[-1]
-        return (1.0 / (1.0 + np.exp(-(w @ x + b)))).T
+        return _sigmoid(w @ x + b).T
 
     def __call__(self, feats: np.ndarray) -> np.ndarray:
         """(B, 3L) or (3L,) features -> 52 ARKit weights, the mean of the face's and its mirror image's answers."""

@@ -38,6 +38,9 @@ class FitterConfig(BaseModel):
                                                   "calibrated (rest_face.py); 0: no rest calibration.")
     rest_cap: float = Field(0.1, gt=0, le=1, description="Most of one expression weight a rest face may "
                                                          "subtract (a held smile still reads).")
+    rest_own_shape: list[str] = Field(["mouthShrugLower", "mouthShrugUpper"], description="Expression shapes a "
+                                      "rest face absorbs in full: a person's own lips and chin read as them on "
+                                      "every frame, and they are rarely held through a warm-up.")
     rest_turned_deg: float = Field(10.0, ge=0, description="A rest face taken at this yaw or more absorbs the one-"
                                    "sided part of a brow offset in full (mediapipe's bias on turned faces; 0: off).")
     rest_source: Literal["auto", "on demand"] = Field("auto", description="auto: the calmest warm-up frames; "

@@ -96,25 +96,37 @@ def observed_shape(shape: np.ndarray, p: np.ndarray, rot: np.ndarray, trans: np.
     return shape + resid @ rot
 
 
-def capped_rest_offset(basis_exp: np.ndarray, offset: np.ndarray, cap: float,
+def capped_rest_offset(basis_exp: np.ndarray, offset: np.ndarray, cap: float | np.ndarray,
                        one_sided: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The rest offsets (N, 3) kept: all that no expression explains, and expressions only up to `cap`.
 
     A calm face can look a little like an expression (thick lips, low brows) or be a
     held one (a person who smiles through the warm-up): a held expression must still
     read, so the part of the rest that the expression shapes (`basis_exp`, (3N, K),
-    non-negative weights c) explain is subtracted only up to `cap` per shape. `one_sided`
+    non-negative weights c) explain is subtracted only up to `cap` per shape (a scalar, or
+    (K,) per shape: 1 absorbs a shape in full, `rest_caps`). `one_sided`
     ((K,) mirror partner of each shape, (K,) fraction): that fraction of a shape's excess over
     its partner, max(c - c[partner], 0), is subtracted in full (`turned_brows`).
     """
     off = offset.copy()
-    if cap >= 1.0:
+    if np.all(np.asarray(cap) >= 1.0):
         return off
     h = basis_exp.T @ basis_exp
     h[np.diag_indices(len(h))] += 1e-6 * float(np.trace(h)) / len(h)
     c = box_qp(h, basis_exp.T @ off.reshape(-1), np.zeros(len(h)), np.ones(len(h)))
     excess = np.zeros_like(c) if one_sided is None else np.maximum(c - c[one_sided[0]], 0) * one_sided[1]
     return off - (basis_exp @ (c - np.minimum(c - excess, cap) - excess)).reshape(-1, 3)
+
+
+def rest_caps(names: list[str], cap: float, own_shape: list[str]) -> np.ndarray:
+    """(K,) most of each expression shape a rest face subtracts: `cap`, and 1 for the shapes in `own_shape`.
+
+    A person's own lips and chin (thickness, a chin the identity modes place too low) read as
+    mouthShrugLower/Upper on every frame, the calmest included; a chin raise held through the calmest
+    frames of a warm-up is rare (it is a passing doubt or pout, unlike a held smile or raised brows),
+    so those shapes are taken as part of the face (BENCHMARKS.md, issue 23).
+    """
+    return np.array([1.0 if n in own_shape else cap for n in names])
 
 
 @functools.lru_cache(maxsize=8)
