@@ -44,13 +44,7 @@ from facetrack.tracker.facemodel.expression_head import ExpressionHead, head_for
 from facetrack.tracker.facemodel.fitter_config import FitterConfig
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
 from facetrack.tracker.facemodel.prepared import PreparedModel, TrackState
-from facetrack.tracker.facemodel.rest_face import (
-    RestFaceCalibration,
-    capped_rest_offset,
-    observed_shape,
-    rest_caps,
-    turned_brows,
-)
+from facetrack.tracker.facemodel.rest_face import RestFaceCalibration, kept_rest_offset, observed_shape
 from facetrack.tracker.facemodel.solve import box_qp, init_pose, normal_equations, pose_step, rodrigues, sir_confidence
 
 
@@ -327,9 +321,8 @@ class FaceModelFitter:
         rest = track.rest.add(observed, float(np.abs(expr[pm.energy_cols]).sum()), track.rotation)
         if rest is None:
             return
-        off, turn = rest - pm.identity_shape(ident), turned_brows(pm.model.exp_names, track.rest, cfg.rest_turned_deg)
-        caps = rest_caps(pm.model.exp_names, cfg.rest_cap, cfg.rest_own_shape)
-        track.rest_offset = capped_rest_offset(pm.basis_flat_exp, off, caps, turn) if pm.exp_nonneg else off
+        off = rest - pm.identity_shape(ident)
+        track.rest_offset = kept_rest_offset(pm, off, track.rest, cfg) if pm.exp_nonneg else off
         track.rest_info = {"source": track.rest.source, "frames": track.rest.frames_used}
         if track.rest.done:
             track.rest = None

@@ -19,11 +19,16 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from facetrack.tracker.facemodel.solve import box_qp
+
+if TYPE_CHECKING:  # annotations only: prepared.py imports this module
+    from facetrack.tracker.facemodel.fitter_config import FitterConfig
+    from facetrack.tracker.facemodel.prepared import PreparedModel
 
 NEUTRAL_FORMAT = "facetrack.neutral/1"
 
@@ -150,6 +155,16 @@ def turned_brows(names: list[str], rest: RestFaceCalibration, full_deg: float) -
         return None
     mirror, brows = _brow_pairs(tuple(names))
     return mirror, brows * min(1.0, abs(rest.yaw) / full_deg)
+
+
+def kept_rest_offset(pm: PreparedModel, offset: np.ndarray, rest: RestFaceCalibration,
+                     config: FitterConfig) -> np.ndarray:
+    """What a track's rest face keeps of its calm frames' offset from the identity (`capped_rest_offset`), with
+    the config's cap, the shapes taken in full (`rest_caps`) and a turned warm-up's one-sided brows
+    (`turned_brows`)."""
+    names = pm.model.exp_names
+    caps = rest_caps(names, config.rest_cap, config.rest_own_shape)
+    return capped_rest_offset(pm.basis_flat_exp, offset, caps, turned_brows(names, rest, config.rest_turned_deg))
 
 
 def save_neutral(path: str | Path, model_id: str, identity: np.ndarray, rest: np.ndarray,
