@@ -117,7 +117,7 @@ def build_network(train: FaceSet, components: int = 256, hidden: int = 256):
 
 
 def train_network(train: FaceSet, epochs: int = 60, batch: int = 256, lr: float = 2e-3, noise: float = 0.05,
-                  components: int = 128, hidden: int = 256, seed: int = 0, log=print):
+                  components: int = 256, hidden: int = 256, seed: int = 0, log=print):
     """L1 on the ARKit weights and on the rotation remainder (in units of its spread). The projection is fixed,
     so it runs once; Gaussian jitter (`noise`, in standardised units) on the projections stands for the
     landmark engine's frame-to-frame noise."""
@@ -182,6 +182,9 @@ def mirror_ensemble(nets: list):
     from facetrack.tracker.facemodel.expression_head import arkit_mirror
 
     index, sign = mirror_tables()
+    first = nets[0]
+    if any(not torch.equal(n.axes, first.axes) or not torch.equal(n.mean, first.mean) for n in nets):
+        raise ValueError("the ensemble's networks must share their projection (train them on the same faces)")
 
     class MirrorEnsemble(nn.Module):
         def __init__(self) -> None:
@@ -193,11 +196,11 @@ def mirror_ensemble(nets: list):
             self.register_buffer("rot_sign", torch.tensor([1.0, -1.0, -1.0]))
 
         def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            mirrored = features[:, self.index] * self.sign
+            z, zm = self.nets[0].project(features), self.nets[0].project(features[:, self.index] * self.sign)
             expressions, rotations = [], []
-            for net in self.nets:
-                e, d = net(features)
-                em, dm = net(mirrored)
+            for net in self.nets:  # one projection for all: the networks differ only after it
+                e, d = net.split(z)
+                em, dm = net.split(zm)
                 expressions += [e, em[:, self.swap]]
                 rotations += [d, dm * self.rot_sign]
             return torch.stack(expressions).mean(0), torch.stack(rotations).mean(0)
