@@ -75,4 +75,7 @@ class TrackerConfig(BaseModel):
         if self.model not in (None, BUILTIN_ID):
             raise ValueError(f"model {self.model!r} is for the fitter; the regress engine brings its own "
                              "(the built-in rig): drop --model or use --engine mediapipe")
+        if self.calibration.neutral is not None or self.calibration.save_neutral is not None:
+            raise ValueError("a saved neutral (--neutral, --save-neutral) is the fit's identity and rest face: not "
+                             "available with the regress engine (--calibrate N works with both)")
         return self

@@ -65,7 +65,8 @@ class Tracker:
         self.timings = StageTimings()
         self.metadata: StreamMetadata | None = None
         self._source: FrameSource | None = None
-        # stateless and the slow part to load: loaded once here, so a bad engine fails before any output exists
+        # the slow part to load: loaded once here, so a bad engine fails before any output exists (its per-track
+        # rest faces start afresh with each stream)
         self._regress: RegressStage | None = None
         with interrupts.deferred():  # native libraries initialise here: a Ctrl-C waits for them
             require_runtime(self.config)
@@ -73,7 +74,7 @@ class Tracker:
                 from facetrack.tracker.stages.regress import RegressStage
 
                 self._regress = RegressStage(self.config.regressor, self.config.backend, self.config.max_faces,
-                                             self.config.focal_px)
+                                             self.config.focal_px, self.config.calibration)
             # the face model (with a saved --neutral) and the eye engine are loaded here too, for the same
             # reason; each stream gets fresh ones
             self._fit, self._eyes = self._new_stages()
@@ -98,6 +99,8 @@ class Tracker:
         self._stages_used = True
         if self._fit is not None:
             self._fit.start(frames.info.fps)
+        if self._regress is not None:
+            self._regress.start(frames.info.fps)
         eyes = self.config.eyes
         self._dynamics = LipLidDynamics() if eyes.enabled and eyes.dynamics and self._fit is not None else None
         self._stills = frames.stills
@@ -209,6 +212,8 @@ class Tracker:
         """Free the per-track state of ended tracks; returns the eye events their open closures end with."""
         if self._fit is not None:
             self._fit.forget(ended)
+        if self._regress is not None:
+            self._regress.forget(ended)
         if self._filter is not None:
             self._filter.forget(ended)
         return self._eyes.forget(ended) if self._eyes is not None else []
@@ -329,8 +334,11 @@ class Tracker:
 
     def recalibrate(self, seconds: float = 2.0) -> None:
         """Take every current track's rest face from its next `seconds` (the person holds a neutral face)."""
+        if self._regress is not None:
+            self._regress.recalibrate(self._regress.rest.track_ids(), seconds)
+            return
         if self._fit is None:
-            raise RuntimeError("recalibrate needs a fitted model: start tracking with a model first")
+            raise RuntimeError("recalibrate needs a fitted model or the regress engine: start tracking with one")
         self._fit.recalibrate(self._fit.fitter.track_ids(), seconds)
 
     def close(self) -> None:

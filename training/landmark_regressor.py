@@ -22,6 +22,7 @@ from scipy.spatial.transform import Rotation
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.stages.regress_features import N_FEATURES, landmark_features
+from facetrack.tracker.stages.regress_rest import RegressRest
 
 OUTPUTS = {"expression": len(ARKIT_BLENDSHAPES), "rotation": 3}
 """The engine's outputs and their sizes per face (what the regress stage reads)."""
@@ -215,6 +216,18 @@ def predict(net, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
         e, d = net(torch.from_numpy(features))
     return np.clip(e.numpy(), 0, 1), d.numpy()
+
+
+def as_run(faces: FaceSet, expression: np.ndarray) -> np.ndarray:
+    """The weights as the regress stage gives them out: each clip (and its mirrored copy) is one track in frame
+    order, through the stage's own per-track rest face (`RegressRest`); a photo is a track of one frame."""
+    out = expression.copy()
+    rest = RegressRest()
+    for track, source in enumerate(np.unique(faces.source)):
+        if str(source).startswith("clip-"):
+            for row in np.flatnonzero(faces.source == source):
+                out[row] = rest.apply(track, expression[row])
+    return out
 
 
 def export_engine(net, path: Path, metadata: dict) -> Path:

@@ -235,6 +235,8 @@ class FaceModelFitter:
             l68 = np.stack([w / 2 + f * c68[:, 0] / -c68[:, 2], h / 2 - f * c68[:, 1] / -c68[:, 2]], axis=1)
         model = pm.model
         blendshapes = np.clip(model.arkit_map @ expr.astype(np.float32), 0, 1)
+        if track.rest_offset is None and cfg.rest_window:  # the shapes a rest face will absorb: the person's own
+            blendshapes[np.isin(ARKIT_BLENDSHAPES, cfg.rest_own_shape)] = 0.0
         learned = None
         if self.head is not None:
             # the learned head reads the face's displacement from its neutral (identity + rest face); before
@@ -249,7 +251,6 @@ class FaceModelFitter:
             confidence=conf, rms_px=rms, model=model,
         )
 
-    # -- internals -----------------------------------------------------------------------
     def _load_head(self, model: MorphableModel | None) -> ExpressionHead | None:
         """The packaged landmark-to-weights head, when the config asks for it and it was trained on this model."""
         if self.config.head == "off" or model is None or self._shared is None:

@@ -26,7 +26,8 @@ fitter reports too (on a face 8 degrees off the optical axis, s18.mp4, the landm
 rotation agrees with the fit within 1 degree; turning it by the direction of the ray to the
 camera moved it 6 degrees away). The crop is not rotated, so its axes are the image's.
 Without the fitter there are no dynamics (they refine the fit's lid and lip weights) and no
-dense mesh.
+dense mesh. Each track's weights are taken relative to its own calm face (`regress_rest`), as
+the fit solves against each person's rest face.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ from facetrack.engines.regress import RegressEngine, crop_face
 from facetrack.engines.regress_landmarks import LandmarkRegressEngine, is_landmark_engine, regress_engine_path
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
 from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
+from facetrack.tracker.facemodel.rest_face import RestFaceOptions
 from facetrack.tracker.stages.pose import head_translation, pose_from_matrix
 from facetrack.tracker.stages.regress_features import landmark_features
+from facetrack.tracker.stages.regress_rest import RegressRest, RegressRestConfig
 
 MODEL_ID = "regress"
 """`model_id` of the coefficients the stage writes (their layout is in the stream metadata)."""
@@ -53,9 +56,12 @@ class RegressStage:
     """Writes blendshapes, coefficients, landmarks68 and pose of every face of a frame from one engine batch."""
 
     def __init__(self, path: Path | None = None, backend: BackendName = "auto", max_faces: int = 1,
-                 focal_px: float | None = None) -> None:
+                 focal_px: float | None = None, calibration: RestFaceOptions | None = None) -> None:
         path = regress_engine_path(path)
         self.focal_px = focal_px
+        self.calibration = calibration or RestFaceOptions()
+        self.rest = RegressRest()
+        self.fps = 30.0
         self.landmark_engine: LandmarkRegressEngine | None = None
         if is_landmark_engine(path):
             self.landmark_engine = LandmarkRegressEngine(path, backend, max_batch=max(max_faces, 1))
@@ -73,13 +79,33 @@ class RegressStage:
                 "as the recipe's `model.face_model` (docs/training.md, 'Distilling the fitter')")
         self.identity_size = sizes["identity"]
 
+    def start(self, fps: float | None) -> None:
+        """A new stream: fresh rest faces, over the first N seconds of each track when --calibrate N is given."""
+        self.fps = fps or 30.0
+        seconds = self.calibration.seconds
+        config = RegressRestConfig() if seconds is None else RegressRestConfig(
+            window=self.frames(seconds), early=0, keep=0.5)
+        self.rest = RegressRest(config, "auto" if seconds is None else "on demand")
+
+    def frames(self, seconds: float) -> int:
+        return max(1, round(seconds * self.fps))
+
+    def recalibrate(self, track_ids: list[int], seconds: float) -> None:
+        """Take these tracks' rest faces from their next `seconds` (the person holds a neutral face)."""
+        self.rest.recalibrate(track_ids, self.frames(seconds))
+
+    def forget(self, track_ids: list[int]) -> None:
+        self.rest.forget(track_ids)
+
     def describe(self, metadata: StreamMetadata) -> StreamMetadata:
-        """The stream metadata with the regressor's coefficient layout."""
+        """The stream metadata with the regressor's coefficient layout and how rest faces are found."""
         return metadata.model_copy(update={
             "model_id": MODEL_ID,
             "identity_size": self.identity_size,
             "expression_size": len(ARKIT_BLENDSHAPES),
             "expression_names": list(ARKIT_BLENDSHAPES),
+            "calibration": {"mode": "on demand" if self.calibration.seconds else "auto",
+                            "window_frames": self.rest.config.window, "neutral_file": None},
         })
 
     def write(self, image: np.ndarray, faces: list[FaceResult]) -> None:
@@ -102,8 +128,10 @@ class RegressStage:
             identity = out["identity"]
         expression = np.clip(out["expression"], 0.0, 1.0)
         for i, face in enumerate(faces):
-            face.blendshapes = expression[i].copy()
+            weights = self.rest.apply(face.track_id, expression[i])
+            face.blendshapes = weights.copy()
             face.coefficients = FaceCoefficients.model_construct(
-                model_id=MODEL_ID, identity=identity[i].copy(), expression=expression[i].copy())
+                model_id=MODEL_ID, identity=identity[i].copy(), expression=weights.copy(),
+                calibration=self.rest.calibration(face.track_id))
             face.landmarks68 = points[i]
             face.pose = pose_from_matrix(rotation[i], translation[i])
