@@ -7,7 +7,11 @@ state and all 52 blendshapes as bars, polling twice the display rate. Nothing le
 machine unless you bind another host yourself.
 
 Endpoints: `/` the page, `/frame.jpg` the latest overlay, `/state.json` the latest
-values, `/stream.mjpg` an MJPEG stream (for OBS, VLC or an <img>).
+values, `/stream.mjpg` an MJPEG stream (for OBS, VLC or an <img>); `POST /calibrate` with the
+header `X-Facetrack-Action: calibrate` (the page's Calibrate button; the window's `c` key) takes
+every track's rest face afresh from the next seconds, while the person holds a neutral face. A
+page on another site cannot send that header (the browser would first ask the server, which never
+allows it), so it cannot recalibrate a run.
 
 The server answers only requests whose Host header names it (127.0.0.1, localhost or [::1]
 with its port: a page on another site that rebinds its DNS name to 127.0.0.1 gets 421),
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -41,7 +46,7 @@ from facetrack.tracker.viz.overlay import OverlayStyle, blendshape_values, draw_
 log = logging.getLogger("facetrack.preview")
 
 DEFAULT_PORT = 8765
-WINDOW_TITLE = "facetrack preview (q to stop)"
+WINDOW_TITLE = "facetrack preview (q: stop, c: rest face from a neutral face)"
 WEB_MAX_SIDE = 960
 """Long side of the JPEGs the page gets: enough to judge the fit, cheap to encode at 15 fps."""
 PreviewMode = Literal["auto", "window", "web"]
@@ -52,6 +57,8 @@ MAX_CONNECTIONS = 32
 BACKLOG = 128
 """Connections the kernel queues before the server accepts them."""
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+ACTION_HEADER = "X-Facetrack-Action"
+"""The header a POST /calibrate must carry (a cross-site page cannot set it)."""
 
 
 def display_available() -> bool:
@@ -134,9 +141,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.timeout = self.server.connection_timeout  # StreamRequestHandler puts it on the socket
         super().setup()
 
+    def _from_here(self) -> bool:
+        """True for a request naming this server (else it is answered 421)."""
+        if self.headers.get("Host", "").lower() in self.server.allowed_hosts:
+            return True
+        self._send(HTTPStatus.MISDIRECTED_REQUEST, "text/plain", b"this preview answers only to its own address")
+        return False
+
+    def do_POST(self) -> None:
+        if not self._from_here():
+            return
+        if self.path.split("?", 1)[0] != "/calibrate":
+            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
+        elif self.server.calibrate is None:
+            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"this run has no face model to calibrate")
+        elif self.headers.get(ACTION_HEADER, "") != "calibrate":
+            self._send(HTTPStatus.FORBIDDEN, "text/plain", f"send the header {ACTION_HEADER}: calibrate".encode())
+        else:
+            self.server.calibrate.set()
+            self._send(HTTPStatus.ACCEPTED, "text/plain", b"calibrating: hold a neutral face")
+
     def do_GET(self) -> None:
-        if self.headers.get("Host", "").lower() not in self.server.allowed_hosts:
-            self._send(HTTPStatus.MISDIRECTED_REQUEST, "text/plain", b"this preview answers only to its own address")
+        if not self._from_here():
             return
         path = self.path.split("?", 1)[0]
         latest = self.server.latest
@@ -192,6 +218,7 @@ class _PreviewHTTPServer(ThreadingHTTPServer):
     latest: _Latest
     allowed_hosts: frozenset[str]
     connection_timeout: float
+    calibrate: threading.Event | None  # set by POST /calibrate; None when the run cannot calibrate
 
     def __init__(self, address: tuple[str, int], max_connections: int) -> None:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -230,7 +257,8 @@ class PreviewServer:
     """The web preview: an HTTP server on its own daemon thread; `port=0` picks a free port."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 connection_timeout: float = CONNECTION_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS) -> None:
+                 connection_timeout: float = CONNECTION_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS,
+                 calibration: bool = False) -> None:
         try:
             self._http = _PreviewHTTPServer((host.strip("[]"), port), max_connections)
         except OSError as exc:
@@ -238,6 +266,7 @@ class PreviewServer:
         self.latest = _Latest()
         self._http.latest = self.latest
         self._http.connection_timeout = connection_timeout
+        self._http.calibrate = threading.Event() if calibration else None
         bound = self._http.server_address[1]
         names = {*LOOPBACK_NAMES, host if ":" not in host else f"[{host.strip('[]')}]"}
         self._http.allowed_hosts = frozenset(f"{name}:{bound}".lower() for name in names) | (
@@ -249,6 +278,14 @@ class PreviewServer:
     def url(self) -> str:
         host, port = self._http.server_address[:2]
         return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+    def calibration_requested(self) -> bool:
+        """True once for each POST /calibrate since the last call."""
+        event = self._http.calibrate
+        if event is None or not event.is_set():
+            return False
+        event.clear()
+        return True
 
     def publish(self, image: np.ndarray, state: dict[str, Any], quality: int = 80) -> None:
         """Make an RGB overlay and its values the page's latest."""
@@ -271,13 +308,17 @@ class PreviewSink:
 
     Frames come from the run's `FrameTap`. Skipping frames above `max_fps` keeps the
     preview from slowing tracking; the skipped results still reach every other sink.
+    `on_calibrate` (e.g. `Tracker.recalibrate`) is called on the tracking thread, between two
+    frames, when the window's `c` key or the page's Calibrate button asks for it.
     """
 
     stage = "preview"
 
     def __init__(self, tap: FrameTap, mode: PreviewMode = "auto", host: str = "127.0.0.1",
-                 port: int = DEFAULT_PORT, style: OverlayStyle | None = None, max_fps: float = 15.0) -> None:
+                 port: int = DEFAULT_PORT, style: OverlayStyle | None = None, max_fps: float = 15.0,
+                 on_calibrate: Callable[[], None] | None = None) -> None:
         self._tap = tap
+        self._on_calibrate = on_calibrate
         self._style = style or OverlayStyle()
         self._interval = 1.0 / max_fps
         self._last_shown = -np.inf
@@ -293,7 +334,7 @@ class PreviewSink:
         if window:
             cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_NORMAL)
         else:
-            self.server = PreviewServer(host, port)
+            self.server = PreviewServer(host, port, calibration=on_calibrate is not None)
 
     @property
     def url(self) -> str | None:
@@ -305,6 +346,8 @@ class PreviewSink:
             log.info("preview of %s at %s", metadata.source.uri, self.server.url)
 
     def write(self, result: FrameResult) -> None:
+        if self._on_calibrate is not None and self.server is not None and self.server.calibration_requested():
+            self._on_calibrate()
         now = time.monotonic()
         if now - self._last_shown < self._interval:
             return
@@ -318,8 +361,11 @@ class PreviewSink:
             self.server.publish(overlay, frame_state(result, self._shown))
             return
         cv2.imshow(WINDOW_TITLE, cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-        if (cv2.waitKey(1) & 0xFF) in (ord("q"), 27):
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
             raise KeyboardInterrupt("preview window closed")
+        if key == ord("c") and self._on_calibrate is not None:
+            self._on_calibrate()
 
     def close(self) -> None:
         if self.server is not None:
@@ -366,6 +412,8 @@ body { margin: 0; font: 13px system-ui, sans-serif; background: #15171a; color: 
 <b>right eye</b><span id="eye-right">-</span>
 <b>mouth open</b><span id="mouth">-</span>
 <b>events</b><span id="events">-</span>
+<b>rest face</b><span><button id="calibrate">Calibrate</button> <span id="calibration">hold a neutral face, then
+press</span></span>
 </div>
 <div class="bars">""" + _BAR_ROWS + """</div>
 </div>
@@ -414,6 +462,10 @@ async function tick() {
   }
   setTimeout(tick, 33);
 }
+$("calibrate").onclick = async () => {
+  const r = await fetch("calibrate", {method: "POST", headers: {"X-Facetrack-Action": "calibrate"}});
+  $("calibration").textContent = await r.text();
+};
 tick();
 </script>
 </body></html>

@@ -190,6 +190,10 @@ class _WebDriver:
         script = "return Object.fromEntries(arguments[0].map((id) => [id, document.getElementById(id).textContent]))"
         return self._call("POST", self._session + "/execute/sync", {"script": script, "args": [list(elements)]})
 
+    def click(self, element: str) -> None:
+        self._call("POST", self._session + "/execute/sync",
+                   {"script": "document.getElementById(arguments[0]).click()", "args": [element]})
+
     def screenshot(self) -> np.ndarray:
         png = base64.b64decode(self._call("GET", self._session + "/screenshot"))
         with Image.open(io.BytesIO(png)) as image:
@@ -240,3 +244,49 @@ def test_page_in_headless_chromium_shows_changing_values(live_server: PreviewSer
     assert frame[:, :, 2].std() > 20  # its blue ramp arrived: the JPEG loaded
     bar_blue = (np.abs(pixels - np.array([0x5A, 0xB4, 0xFF])).max(axis=2) < 12).sum()
     assert bar_blue > 100  # bars are filled (mouthSmileLeft at 0.5 at least)
+
+
+@pytest.mark.media
+def test_the_calibrate_button_recalibrates_the_running_tracker(short_face_clip: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's Calibrate request reaches the real tracker between two frames: every track's rest face is taken
+    afresh (on demand) from the next seconds, as `facetrack run --preview` wires it."""
+    from facetrack.tracker.pipeline import Tracker
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    tracker = Tracker()
+    tap = FrameTap(open_source(short_face_clip))
+    sink = PreviewSink(tap, port=0, max_fps=1000.0, on_calibrate=lambda: tracker.recalibrate(0.4))
+    results: list[FrameResult] = []
+
+    def ask_at_frame_5(result: FrameResult) -> None:
+        results.append(result)
+        if result.frame_index == 5:
+            request = urllib.request.Request(sink.url + "calibrate", method="POST",
+                                             headers={"X-Facetrack-Action": "calibrate"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 202
+
+    tracker.run(tap, [sink], on_result=ask_at_frame_5)
+    calibration = {r.frame_index: r.faces[0].coefficients.calibration for r in results if r.faces}
+    asked = [i for i, c in calibration.items() if c == "on demand"]
+    assert asked and min(asked) > 6, calibration  # 0.4 s (10 frames at 25 fps) after the request
+    assert all(c != "on demand" for i, c in calibration.items() if i <= 6)
+
+
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                    reason="chromium or chromedriver not installed (apt-get install chromium chromium-driver)")
+def test_the_pages_calibrate_button_asks_the_run(tmp_path: Path) -> None:
+    server = PreviewServer(port=0, calibration=True)
+    server.publish(_image(0), frame_state(_result(0), 1))
+    browser = _WebDriver(tmp_path / "profile", (1100, 700))
+    try:
+        browser.open(server.url)
+        browser.click("calibrate")
+        assert _until(lambda: "neutral face" in browser.text("calibration") and "press" not in
+                      browser.text("calibration")), browser.text("calibration")
+        assert server.calibration_requested()
+    finally:
+        browser.close()
+        server.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facetrack.adapters.preview import PreviewServer
+from facetrack.adapters.preview import ACTION_HEADER, PreviewServer
 
 
 @pytest.fixture()
@@ -113,3 +113,41 @@ def test_preview_exits_130_on_sigterm(blank_clip: Path) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def _post(port: int, path: str, host: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """A raw POST with no body, the Host header given and these headers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        lines = [f"POST {path} HTTP/1.0", f"Host: {host}", "Content-Length: 0",
+                 *(f"{k}: {v}" for k, v in (headers or {}).items())]
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data.split(b"\r\n\r\n", 1)[1]
+
+
+def test_calibration_is_asked_only_by_a_post_from_this_address_with_the_header() -> None:
+    """A form or a plain POST from another site's page cannot carry the header: it is refused, as is a request
+    naming another host; each accepted request is taken once."""
+    server = PreviewServer(port=0, calibration=True)
+    try:
+        port = _port(server)
+        here, ask = f"127.0.0.1:{port}", {ACTION_HEADER: "calibrate"}
+        assert _post(port, "/calibrate", f"attacker.example:{port}", ask)[0] == 421
+        assert _post(port, "/calibrate", here)[0] == 403
+        assert _post(port, "/calibrate", here, {ACTION_HEADER: "something else"})[0] == 403
+        assert _post(port, "/elsewhere", here, ask)[0] == 404
+        assert not server.calibration_requested()
+        status, body = _post(port, "/calibrate", here, ask)
+        assert status == 202 and b"neutral face" in body
+        assert server.calibration_requested() and not server.calibration_requested()
+    finally:
+        server.close()
+
+
+def test_a_run_that_cannot_calibrate_says_so(server: PreviewServer) -> None:
+    port = _port(server)
+    status, body = _post(port, "/calibrate", f"127.0.0.1:{port}", {ACTION_HEADER: "calibrate"})
+    assert status == 404 and b"no face model" in body
+    assert not server.calibration_requested()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -27,10 +28,12 @@ def _style(landmarks: str, no_axes: bool, no_panel: bool, focal_px: float | None
 
 
 def overlay_sinks(frames: FrameSource, render: Path | None = None, preview: bool = False,
-                  preview_port: int = DEFAULT_PORT, focal_px: float | None = None) -> tuple[FrameSource, list[Sink]]:
+                  preview_port: int = DEFAULT_PORT, focal_px: float | None = None,
+                  on_calibrate: Callable[[], None] | None = None) -> tuple[FrameSource, list[Sink]]:
     """The source to run (wrapped in a FrameTap when drawing) and the render/preview sinks to add.
 
-    With neither option the source comes back unchanged and no sink is added.
+    With neither option the source comes back unchanged and no sink is added. `on_calibrate`: what the
+    preview's calibrate key and button call (none: they are not offered).
     """
     if render is None and not preview:
         return frames, []
@@ -43,7 +46,7 @@ def overlay_sinks(frames: FrameSource, render: Path | None = None, preview: bool
     if render is not None:
         sinks.append(RenderSink(render, tap, style))
     if preview:
-        sink = PreviewSink(tap, port=preview_port, style=style)
+        sink = PreviewSink(tap, port=preview_port, style=style, on_calibrate=on_calibrate)
         if sink.url is not None:
             err.print(f"Preview: [bold]{sink.url}[/] (no display here; open it in a browser)")
         sinks.append(sink)
@@ -175,15 +178,17 @@ def preview_command(source: str, window: bool | None, port: int, max_faces: int,
     interrupt_on_signals()
     mode = "auto" if window is None else "window" if window else "web"
     try:
+        tracker = Tracker(config)
         tap = FrameTap(open_source(source, config.source))
         try:
-            sink = PreviewSink(tap, mode=mode, port=port, style=OverlayStyle(landmarks=landmarks, focal_px=focal_px))
+            sink = PreviewSink(tap, mode=mode, port=port, style=OverlayStyle(landmarks=landmarks, focal_px=focal_px),
+                               on_calibrate=tracker.recalibrate if config.model else None)
         except BaseException:
             tap.close()
             raise
         if sink.url is not None:
             err.print(f"Preview of {source}: open [bold]{sink.url}[/] in a browser; Ctrl-C stops.")
-        frames = Tracker(config).run(tap, [sink])
+        frames = tracker.run(tap, [sink])
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or the window closed: 130, as `facetrack run` exits
         err.print("Preview stopped.")
         sys.exit(EXIT_INTERRUPTED)
