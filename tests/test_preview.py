@@ -256,6 +256,7 @@ def test_the_calibrate_button_recalibrates_the_running_tracker(short_face_clip: 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     tracker = Tracker()
+    assert tracker.calibrates
     tap = FrameTap(open_source(short_face_clip))
     sink = PreviewSink(tap, port=0, max_fps=1000.0, on_calibrate=lambda: tracker.recalibrate(0.4))
     results: list[FrameResult] = []

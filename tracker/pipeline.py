@@ -332,6 +332,11 @@ class Tracker:
             end_sinks(sinks, keep=completed or count > 0)
         return count
 
+    @property
+    def calibrates(self) -> bool:
+        """Whether `recalibrate` applies: the run has a fitted model or the regress engine."""
+        return self._regress is not None or self._fit is not None
+
     def recalibrate(self, seconds: float = 2.0) -> None:
         """Take every current track's rest face from its next `seconds` (the person holds a neutral face)."""
         if self._regress is not None:

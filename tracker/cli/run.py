@@ -184,9 +184,8 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
                 from facetrack.tracker.cli.viz import overlay_sinks
 
                 seconds = calibrate_s or 2.0  # the preview's calibrate key: a rest face from the next seconds
-                calibrates = config.coefficients == "regress" or bool(config.model)
                 frames, drawing = overlay_sinks(frames, render, preview, preview_port, focal_px,
-                                                (lambda: tracker.recalibrate(seconds)) if calibrates else None)
+                                                (lambda: tracker.recalibrate(seconds)) if tracker.calibrates else None)
                 sinks += drawing
             sinks += file_sinks(outputs, mesh_path, mesh_format)
         except BaseException:

@@ -182,7 +182,7 @@ def preview_command(source: str, window: bool | None, port: int, max_faces: int,
         tap = FrameTap(open_source(source, config.source))
         try:
             sink = PreviewSink(tap, mode=mode, port=port, style=OverlayStyle(landmarks=landmarks, focal_px=focal_px),
-                               on_calibrate=tracker.recalibrate if config.model else None)
+                               on_calibrate=tracker.recalibrate if tracker.calibrates else None)
         except BaseException:
             tap.close()
             raise
