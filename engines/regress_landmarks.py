@@ -2,8 +2,9 @@
 
 The package ships one (`SHIPPED_ENGINE`, built by scripts/train_landmark_regressor.py; its
 model card is `regress_landmarks.md` beside it), so `--engine regress` needs no user file.
-Its sidecar says `input: "landmarks"` and the feature count; the features themselves are
-the regress stage's (tracker/stages/regress_features.py), as engines/ may not import stages.
+Its sidecar says `input: "landmarks"`, the input's width and the frames of a track's context;
+the inputs themselves are the regress stage's (tracker/stages/regress_features.py: a face's
+features and its track's context), as engines/ may not import stages.
 It runs a whole batch of faces in one call on any backend (`open_network`: ONNX Runtime CPU
 or CUDA, TensorRT).
 """
@@ -57,6 +58,7 @@ class LandmarkRegressEngine:
                               f"says engine={meta.get('engine')!r}, input={meta.get('input')!r})")
         try:
             self.features = int(meta["features"])
+            self.context_window = int(meta["context_window"])
             self.sizes = {str(k): int(v) for k, v in meta["outputs"].items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EngineError(f"{sidecar_path(self.path).name}: malformed regress metadata ({exc!r}): "

@@ -38,7 +38,7 @@ def table(faces, net) -> dict:
     from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES as NAMES
     from facetrack.training.landmark_regressor import as_run, predict, rotation_error_deg
 
-    raw, residual = predict(net, faces.features)
+    raw, residual = predict(net, faces.inputs())
     expression = as_run(faces, raw)
     err = rotation_error_deg(faces.r0, residual, faces.rotation)
     rigid = rotation_error_deg(faces.r0, np.zeros_like(residual), faces.rotation)
@@ -148,38 +148,45 @@ def card(metrics: dict, held: list[str], out: Path) -> str:
     return f"""# regress_landmarks: the shipped landmark-conditioned regress engine
 
 What `--engine regress` runs unless a user engine is installed: the 478 landmarks (after ELAM), normalised
-into their own rigid head frame (tracker/stages/regress_features.py), through a mirror-averaged ensemble of
-three MLPs ({metrics['parameters']:,} parameters in all) to the fit's 52 ARKit weights and the remainder of its
-head rotation over the landmarks' rigid one. Run by ONNX Runtime (or TensorRT / ORT CUDA with `--backend auto`
-on a GPU). The stage then takes each track's own calm reading off its weights (the rest face of
-tracker/stages/regress_rest.py: the median of the calmest 15% of a track's first 120 frames, at most 0.2 of a
-weight, eyes and jawOpen left alone), as the fit solves against each person's rest face; every figure below
-is of the weights so given out.
+into their own rigid head frame (tracker/stages/regress_features.py), with the face's track context (the
+median of the track's features over its first 120 frames, so far before it has them: who the person is, which
+one frame does not say), through a mirror-averaged ensemble of three MLPs ({metrics['parameters']:,}
+parameters in all) to the fit's 52 ARKit weights and the remainder of its head rotation over the landmarks'
+rigid one. Run by ONNX Runtime (or TensorRT / ORT CUDA with `--backend auto` on a GPU). The stage then takes
+each track's own calm reading off its weights (the rest face of tracker/stages/regress_rest.py: the median of
+the calmest 15% of a track's first 120 frames, at most 0.2 of a weight, eyes and jawOpen left alone), as the
+fit solves against each person's rest face; every figure below is of the weights so given out.
 
 Three networks (seeds 0, 1, 2), each on the face and on its mirror image (landmarks swapped with their
-partners, x negated; the answer's Left and Right swapped back), all six answers averaged in one graph:
-a face and its mirror image get mirrored weights. Each network: the standardised features' first 256
-principal axes (fixed), then 3 x 256 GELU layers. The 256 axes, the jitter (0.05), the learning rate
-(2e-3) and 60 epochs were chosen on a validation split of the training identities only (the clips d10,
-d13, W023 and video-retalking/1 and 15% of the training photos), never on the held-out identities:
-validation ARKit MAE of one network 0.0401 with 128 axes, 0.0357 with 256, 0.0379 with 512; jitter
-0.15 / 0.3: 0.0366 / 0.0385; hidden 512: 0.0365; 120 epochs: 0.0364; learning rate 1e-3 / 3e-3 /
-4e-3: 0.0411 (128 axes) / 0.0346 / 0.0350; the three seeds on the face and its mirror 0.0341 with 256
-axes (jawOpen r 0.83) and 0.0361 with 128 (0.86). An ensemble with 128 axes, built by mistake before
-the choice was complete, scored 0.0421 and jawOpen r 0.842 on the held-out identities: the validation
-split and the held-out one disagree by more than the choice between them moves either. The rest face's cap
-(0.2) was chosen on the same validation split, on two ensembles (seeds 0-2 and 3-5): validation MAE 0.0341
-and 0.0344 without it, 0.0310 / 0.0300 / 0.0306 and 0.0308 / 0.0298 / 0.0303 with caps 0.1 / 0.2 / 0.5;
-taking it off jawOpen too gave about the same MAE (0.0296, 0.0298) and a lower jawOpen r (0.818 and 0.825 against
-0.827 and 0.845). That split has four clips; a 4-fold cross-validation over all 19 training clips and the
-training photos (each clip predicted by an ensemble that never saw it) agrees on the rest face (MAE 0.0363 ->
-0.0340 with cap 0.2, 0.0343 with 0.1, 0.0342 with 0.3; seeds 3-5: 0.0362 -> 0.0343), keeps 256 axes (128:
-0.0347 with the rest face) and refused dropout 0.05 (0.0352, jawOpen r 0.815 against 0.822), which the
-four-clip split had preferred (jawOpen r 0.854 against 0.836): the held-out identities sided with the
-cross-validation there (0.0465 / 0.815 with dropout). Those figures are of the fit before it withheld a
-person's own lip and chin shapes until their rest face exists; on this fit's labels the cross-validation
-still prefers the rest face, by less (0.0322 and 0.0323 without, 0.0312 and 0.0313 with cap 0.2), while the
-held-out identities do not (the table's first row gives both).
+partners, x negated; the answer's Left and Right swapped back), all six answers averaged in one graph: a face
+and its mirror image get mirrored weights. Each network: the standardised features' first 256 principal axes
+(fixed), of the face and of its difference from the context, then 3 x 256 GELU layers. The 256 axes, the
+jitter (0.05), the learning rate (2e-3) and 60 epochs were chosen on a validation split of the training
+identities only (the clips d10, d13, W023 and video-retalking/1 and 15% of the training photos), never on the
+held-out identities: validation ARKit MAE of one network 0.0401 with 128 axes, 0.0357 with 256, 0.0379 with
+512; jitter 0.15 / 0.3: 0.0366 / 0.0385; hidden 512: 0.0365; 120 epochs: 0.0364; learning rate 1e-3 / 3e-3 /
+4e-3: 0.0411 (128 axes) / 0.0346 / 0.0350; the three seeds on the face and its mirror 0.0341 with 256 axes
+(jawOpen r 0.83) and 0.0361 with 128 (0.86). An ensemble with 128 axes, built by mistake before the choice was
+complete, scored 0.0421 and jawOpen r 0.842 on the held-out identities: the validation split and the held-out
+one disagree by more than the choice between them moves either. The rest face's cap (0.2) was chosen on the
+same validation split, on two ensembles (seeds 0-2 and 3-5): validation MAE 0.0341 and 0.0344 without it,
+0.0310 / 0.0300 / 0.0306 and 0.0308 / 0.0298 / 0.0303 with caps 0.1 / 0.2 / 0.5; taking it off jawOpen too
+gave about the same MAE (0.0296, 0.0298) and a lower jawOpen r (0.818 and 0.825 against 0.827 and 0.845). That
+split has four clips; a 4-fold cross-validation over all 19 training clips and the training photos (each clip
+predicted by an ensemble that never saw it) agrees on the rest face (MAE 0.0363 -> 0.0340 with cap 0.2, 0.0343
+with 0.1, 0.0342 with 0.3; seeds 3-5: 0.0362 -> 0.0343), keeps 256 axes (128: 0.0347 with the rest face) and
+refused dropout 0.05 (0.0352, jawOpen r 0.815 against 0.822), which the four-clip split had preferred (jawOpen
+r 0.854 against 0.836): the held-out identities sided with the cross-validation there (0.0465 / 0.815 with
+dropout). Those figures are of the fit before it withheld a person's own lip and chin shapes until their rest
+face exists; on this fit's labels the cross-validation still prefers the rest face, by less (0.0322 and 0.0323
+without, 0.0312 and 0.0313 with cap 0.2), while the held-out identities do not (the table's first row gives
+both).
+
+The track context was chosen by that cross-validation, on this fit's labels (seeds 0-2, MAE as given out /
+jawOpen r): without it 0.0313 / 0.811; the median over a track's first 120 frames 0.0305 / 0.834 (seeds 3-5:
+0.0307 / 0.832), over 60 frames 0.0304 / 0.818, over 240 frames 0.0305 / 0.836; with it, jitter 0.1 gave
+0.0310 / 0.843 and 90 epochs 0.0303 / 0.833, both within the spread of seeds on the criterion kept throughout
+(MAE), so 120 frames, jitter 0.05 and 60 epochs stay. A mean in place of the median gave 0.0305 / 0.835.
 
 ## Data
 

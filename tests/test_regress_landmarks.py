@@ -18,21 +18,30 @@ from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.pipeline import Tracker
 from facetrack.tracker.stages.regress import RegressStage
-from facetrack.tracker.stages.regress_features import N_FEATURES, landmark_features
+from facetrack.tracker.stages.regress_features import (
+    CONTEXT_WINDOW,
+    N_FEATURES,
+    TrackContext,
+    engine_input,
+    landmark_features,
+)
+
+N_INPUT = 2 * N_FEATURES  # a face's features, then its track's context
 
 
 def test_the_shipped_engine_is_small_checked_and_has_its_model_card() -> None:
     meta = json.loads(sidecar_path(SHIPPED_ENGINE).read_text())
-    assert meta["engine"] == "regress" and meta["input"] == "landmarks" and meta["features"] == N_FEATURES
+    assert meta["engine"] == "regress" and meta["input"] == "landmarks" and meta["features"] == N_INPUT
+    assert meta["context_window"] == CONTEXT_WINDOW
     size = SHIPPED_ENGINE.stat().st_size
     assert size < 5_000_000 and meta["bytes"] == size  # "a few MB" (issue 21)
     card = SHIPPED_ENGINE.with_suffix(".md").read_text()
     assert "## Held-out identities" in card and "python scripts/train_landmark_regressor.py" in card
     engine = LandmarkRegressEngine(SHIPPED_ENGINE, backend="cpu")
-    out = engine.predict(np.zeros((3, N_FEATURES), np.float32))
+    out = engine.predict(np.zeros((3, N_INPUT), np.float32))
     assert out["expression"].shape == (3, 52) and out["rotation"].shape == (3, 3)
-    assert engine.predict(np.zeros((0, N_FEATURES), np.float32))["expression"].shape == (0, 52)
-    with pytest.raises(ValueError, match=f"features must be \\(N, {N_FEATURES}\\)"):
+    assert engine.predict(np.zeros((0, N_INPUT), np.float32))["expression"].shape == (0, 52)
+    with pytest.raises(ValueError, match=f"features must be \\(N, {N_INPUT}\\)"):
         engine.predict(np.zeros((2, 10), np.float32))
 
 
@@ -67,8 +76,10 @@ def test_the_shipped_engine_answers_a_mirror_image_with_the_mirrored_answer() ->
     rng = np.random.default_rng(3)
     points = rng.normal(0, 25, (4, 478, 3)) + [320, 240, 0]
     features, _ = landmark_features(points, (640, 480), 640.0)
+    context, _ = landmark_features(points + rng.normal(0, 2, points.shape), (640, 480), 640.0)
     engine = LandmarkRegressEngine(SHIPPED_ENGINE, backend="cpu")
-    out, mirrored = engine.predict(features), engine.predict(features[:, index] * sign)
+    out = engine.predict(engine_input(features, context))
+    mirrored = engine.predict(engine_input(features[:, index] * sign, context[:, index] * sign))
     np.testing.assert_allclose(mirrored["expression"], out["expression"][:, arkit_mirror()], atol=1e-5)
     np.testing.assert_allclose(mirrored["rotation"], out["rotation"] * [1, -1, -1], atol=1e-5)
 
@@ -84,6 +95,53 @@ def test_features_do_not_see_where_the_face_is_how_big_or_how_it_is_turned() -> 
     assert abs(both[1, -1] / both[0, -1] - 1.7) < 1e-3  # the size comes back as its own feature
     with pytest.raises(ValueError, match="landmarks must be"):
         landmark_features(np.zeros((2, 468, 3)), (640, 480), 640.0)
+
+
+def test_a_tracks_context_is_the_median_of_its_first_frames_then_held() -> None:
+    """Medians are taken at 1, 2, 4, 8, ... frames and at the window's end; each track has its own; a forgotten
+    track starts afresh; a track of one frame (a photo) is its own context."""
+    rows = np.arange(12, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
+    context = TrackContext(window=6)
+    seen = [context.update([7, 8], np.stack([r, -r])) for r in rows]
+    assert [float(s[0, 0]) for s in seen] == [0.0, 0.5, 0.5, 1.5, 1.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5]
+    assert all(float(s[1, 0]) == -float(s[0, 0]) for s in seen)
+    context.forget([7])
+    np.testing.assert_array_equal(context.update([7], rows[9:10]), rows[9:10])
+    with pytest.raises(ValueError, match="at least one frame"):
+        TrackContext(window=0)
+
+
+def test_training_gives_each_face_the_context_the_stage_gives_it() -> None:
+    pytest.importorskip("torch", reason="the training package needs the train extra (PyTorch)")
+    from facetrack.training.landmark_regressor import track_context
+
+    rows = np.random.default_rng(4).standard_normal((40, N_FEATURES)).astype(np.float32)
+    stage = TrackContext()
+    np.testing.assert_array_equal(track_context(rows, one_track=True),
+                                  np.concatenate([stage.update([3], r[None]) for r in rows]))
+    np.testing.assert_array_equal(track_context(rows, one_track=False), rows)  # photos: each its own
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter's own notice
+def test_an_engine_without_the_track_context_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """An engine exported before the context (input: the features alone) would read the context as noise."""
+    pytest.importorskip("torch", reason="builds a small ONNX file with PyTorch")
+    import torch
+
+    from facetrack.training.export import attach_metadata
+
+    path = tmp_path / "regress.onnx"
+
+    class Old(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x[:, :52] * 0, x[:, :3] * 0
+
+    torch.onnx.export(Old(), torch.zeros(1, N_FEATURES), str(path), input_names=["features"],
+                      output_names=["expression", "rotation"], dynamic_axes={"features": {0: "n"}}, dynamo=False)
+    attach_metadata(path, {"engine": "regress", "input": "landmarks", "features": N_FEATURES, "context_window": 120,
+                           "outputs": {"expression": 52, "rotation": 3}})
+    with pytest.raises(EngineError, match="rebuild it with scripts/train_landmark_regressor.py"):
+        RegressStage(path, backend="cpu")
 
 
 def _run(clip: Path, **config) -> list:
@@ -146,7 +204,7 @@ def test_the_gpu_backends_give_the_cpu_answers_or_skip_with_the_reason(backend: 
         select_backend(backend)
     except EngineError as exc:
         pytest.skip(str(exc))
-    rows = np.random.default_rng(3).standard_normal((64, N_FEATURES)).astype(np.float32)
+    rows = np.random.default_rng(3).standard_normal((64, N_INPUT)).astype(np.float32)
     cpu = LandmarkRegressEngine(SHIPPED_ENGINE, backend="cpu").predict(rows)
     gpu = LandmarkRegressEngine(SHIPPED_ENGINE, backend=backend).predict(rows)  # TensorRT: FP16
     for name in cpu:
@@ -159,7 +217,8 @@ def test_held_out_clips_are_whole_identities_and_a_wrong_name_is_refused() -> No
 
     identity = np.array(["clip-video-retalking-4"] * 3 + ["clip-video-retalking-5"] * 2 + ["img-a/x.jpg"])
     n = len(identity)
-    faces = FaceSet(np.zeros((n, N_FEATURES), np.float32), np.zeros((n, 3, 3)), np.zeros((n, 52), np.float32),
+    none = np.zeros((n, N_FEATURES), np.float32)
+    faces = FaceSet(none, none, np.zeros((n, 3, 3)), np.zeros((n, 52), np.float32),
                     np.zeros((n, 3, 3)), np.zeros((n, 3), np.float32), identity, identity)
     held = held_out_mask(faces, ("video-retalking/4",), photo_fraction=0.0)
     assert held.tolist() == [True] * 3 + [False] * 3

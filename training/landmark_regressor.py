@@ -1,9 +1,10 @@
 """The landmark-conditioned regress engine: a small MLP from normalised landmarks to the fit's outputs.
 
-Inputs are `landmark_features` (the regress stage's own function); targets are the fit's
-52 ARKit weights and the rotvec D of its head rotation relative to the landmarks' rigid
+Inputs are `landmark_features` and each face's `TrackContext` (the regress stage's own function
+and class: a clip is one track in frame order, a photo a track of one frame); targets are the
+fit's 52 ARKit weights and the rotvec D of its head rotation relative to the landmarks' rigid
 rotation R0 (rotation = R0 @ exp(D)). The feature standardisation and the target scales are
-inside the network, so the exported ONNX takes the stage's features as they are. The shipped
+inside the network, so the exported ONNX takes the stage's `engine_input` as it is. The shipped
 engine is `MirrorEnsemble`: a few such networks (seeds), each run on the face and on its mirror
 image (left/right swapped back), all answers averaged, in one graph: a face and its mirror image
 get mirrored weights, and the seeds' own errors partly cancel. Data: training/regress_data.py;
@@ -21,7 +22,13 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
-from facetrack.tracker.stages.regress_features import N_FEATURES, landmark_features
+from facetrack.tracker.stages.regress_features import (
+    CONTEXT_WINDOW,
+    N_FEATURES,
+    TrackContext,
+    engine_input,
+    landmark_features,
+)
 from facetrack.tracker.stages.regress_rest import RegressRest
 
 OUTPUTS = {"expression": len(ARKIT_BLENDSHAPES), "rotation": 3}
@@ -33,6 +40,7 @@ class FaceSet:
     """Every labelled face: inputs, targets, and what it came from."""
 
     features: np.ndarray  # (N, N_FEATURES) float32
+    context: np.ndarray  # (N, N_FEATURES) float32: the face's TrackContext as the stage computes it
     r0: np.ndarray  # (N, 3, 3) rigid rotation from the landmarks
     expression: np.ndarray  # (N, 52) the fit's ARKit weights
     rotation: np.ndarray  # (N, 3, 3) the fit's head -> camera rotation
@@ -46,6 +54,10 @@ class FaceSet:
     def __len__(self) -> int:
         return len(self.features)
 
+    def inputs(self) -> np.ndarray:
+        """What the engine takes for these faces (`engine_input`)."""
+        return engine_input(self.features, self.context)
+
 
 def assemble(labels: dict[str, dict[str, np.ndarray]]) -> FaceSet:
     """One FaceSet from `label_all`'s per-source arrays; the identity of a photo's face is its file."""
@@ -57,9 +69,18 @@ def assemble(labels: dict[str, dict[str, np.ndarray]]) -> FaceSet:
         rotation = Rotation.from_quat(z["rotation"].astype(np.float64)).as_matrix()
         residual = Rotation.from_matrix(np.einsum("nji,njk->nik", r0, rotation)).as_rotvec()
         identity = np.array([item.split("#")[0] for item in z["item"]])
-        parts.append(FaceSet(features, r0, z["blendshapes"], rotation, residual.astype(np.float32), identity,
+        context = track_context(features, name.startswith("clip-"))
+        parts.append(FaceSet(features, context, r0, z["blendshapes"], rotation, residual.astype(np.float32), identity,
                              np.full(len(features), name)))
     return FaceSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in FaceSet.__dataclass_fields__))
+
+
+def track_context(features: np.ndarray, one_track: bool) -> np.ndarray:
+    """Each face's context: the rows are one track in frame order (a clip), else each row its own (photos)."""
+    if not one_track:
+        return features.copy()
+    context = TrackContext(CONTEXT_WINDOW)
+    return np.concatenate([context.update([0], features[i:i + 1]) for i in range(len(features))])
 
 
 def clip_identity(clip: str) -> str:
@@ -86,8 +107,9 @@ def held_out_mask(faces: FaceSet, held_clips: tuple[str, ...], photo_fraction: f
 
 def build_network(train: FaceSet, components: int = 256, hidden: int = 256):
     """The network: the training set's feature standardisation and its first `components` principal axes (fixed,
-    not trained: the 478 points move together, so a few directions carry them), then an MLP; the rotation
-    output is scaled by the training remainders' spread."""
+    not trained: the 478 points move together, so a few directions carry them), applied to the face's features
+    and to their difference from its track's context, then an MLP on both; the rotation output is scaled by the
+    training remainders' spread."""
     import torch
     from torch import nn
 
@@ -101,18 +123,21 @@ def build_network(train: FaceSet, components: int = 256, hidden: int = 256):
             self.register_buffer("inv_std", torch.from_numpy((1 / std).astype(np.float32)))
             self.register_buffer("axes", torch.from_numpy(vt[:components].T.astype(np.float32).copy()))
             self.register_buffer("rot_scale", torch.tensor(train.residual.std(0) + 1e-4, dtype=torch.float32))
-            self.head = nn.Sequential(nn.Linear(components, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                      nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, sum(OUTPUTS.values())))
+            self.head = nn.Sequential(nn.Linear(2 * components, hidden), nn.GELU(), nn.Linear(hidden, hidden),
+                                      nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                      nn.Linear(hidden, sum(OUTPUTS.values())))
 
-        def project(self, features: torch.Tensor) -> torch.Tensor:
-            return ((features - self.mean) * self.inv_std) @ self.axes
+        def project(self, inputs: torch.Tensor) -> torch.Tensor:
+            features, context = inputs[:, :N_FEATURES], inputs[:, N_FEATURES:]
+            return torch.cat([((features - self.mean) * self.inv_std) @ self.axes,
+                              ((features - context) * self.inv_std) @ self.axes], dim=1)
 
         def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             out = self.head(z)
             return out[:, :OUTPUTS["expression"]], out[:, OUTPUTS["expression"]:] * self.rot_scale
 
-        def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.split(self.project(features))
+        def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.split(self.project(inputs))
 
     return LandmarkRegressor()
 
@@ -128,7 +153,7 @@ def train_network(train: FaceSet, epochs: int = 60, batch: int = 256, lr: float 
     torch.set_num_threads(1)  # a small network on a shared machine: more threads only wait on each other
     net = build_network(train, components, hidden)
     with torch.no_grad():
-        z = net.project(torch.from_numpy(train.features))
+        z = net.project(torch.from_numpy(train.inputs()))
     e = torch.from_numpy(train.expression.astype(np.float32))
     d = torch.from_numpy(train.residual.astype(np.float32))
     optimiser = torch.optim.AdamW(net.head.parameters(), lr=lr, weight_decay=1e-4)
@@ -182,7 +207,8 @@ def mirror_ensemble(nets: list):
 
     from facetrack.tracker.facemodel.expression_head import arkit_mirror
 
-    index, sign = mirror_tables()
+    index, sign = mirror_tables()  # for both halves of the input: the face and its track's context
+    index, sign = np.concatenate([index, index + N_FEATURES]), np.concatenate([sign, sign])
     first = nets[0]
     if any(not torch.equal(n.axes, first.axes) or not torch.equal(n.mean, first.mean) for n in nets):
         raise ValueError("the ensemble's networks must share their projection (train them on the same faces)")
@@ -196,8 +222,8 @@ def mirror_ensemble(nets: list):
             self.register_buffer("swap", torch.from_numpy(arkit_mirror().astype(np.int64)))
             self.register_buffer("rot_sign", torch.tensor([1.0, -1.0, -1.0]))
 
-        def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            z, zm = self.nets[0].project(features), self.nets[0].project(features[:, self.index] * self.sign)
+        def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            z, zm = self.nets[0].project(inputs), self.nets[0].project(inputs[:, self.index] * self.sign)
             expressions, rotations = [], []
             for net in self.nets:  # one projection for all: the networks differ only after it
                 e, d = net.split(z)
@@ -209,12 +235,12 @@ def mirror_ensemble(nets: list):
     return MirrorEnsemble().eval()
 
 
-def predict(net, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ARKit weights clipped to 0..1, rotation remainder rotvec) of the torch network."""
+def predict(net, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ARKit weights clipped to 0..1, rotation remainder rotvec) of the torch network for `FaceSet.inputs()`."""
     import torch
 
     with torch.no_grad():
-        e, d = net(torch.from_numpy(features))
+        e, d = net(torch.from_numpy(inputs))
     return np.clip(e.numpy(), 0, 1), d.numpy()
 
 
@@ -231,7 +257,8 @@ def as_run(faces: FaceSet, expression: np.ndarray) -> np.ndarray:
 
 
 def export_engine(net, path: Path, metadata: dict) -> Path:
-    """ONNX (opset 17, dynamic batch) with input `features`, outputs OUTPUTS, and its checksummed sidecar."""
+    """ONNX (opset 17, dynamic batch) with input `features` (`engine_input`: a face's features and its track's
+    context), outputs OUTPUTS, and its checksummed sidecar."""
     import warnings
 
     import torch
@@ -242,11 +269,11 @@ def export_engine(net, path: Path, metadata: dict) -> Path:
     names = ["features", *OUTPUTS]
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated; the dynamo one needs onnxscript
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(net, torch.zeros(1, N_FEATURES), str(path), input_names=["features"],
+        torch.onnx.export(net, torch.zeros(1, 2 * N_FEATURES), str(path), input_names=["features"],
                           output_names=list(OUTPUTS), dynamic_axes={n: {0: "n"} for n in names}, opset_version=17,
                           dynamo=False)
-    return attach_metadata(path, {"engine": "regress", "input": "landmarks", "features": N_FEATURES,
-                                  "outputs": OUTPUTS, **metadata})
+    return attach_metadata(path, {"engine": "regress", "input": "landmarks", "features": 2 * N_FEATURES,
+                                  "context_window": CONTEXT_WINDOW, "outputs": OUTPUTS, **metadata})
 
 
 def rotation_error_deg(r0: np.ndarray, residual: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The `regress` stage: each face's coefficients from the regress engine instead of the model fit.
 
 Two kinds of engine, told apart by their sidecar. The shipped one (and any with
-`input: "landmarks"`) is landmark-conditioned: per frame, all faces' `landmark_features`
-go through it in one call; it gives the 52 ARKit weights and the rotation remainder D, the
+`input: "landmarks"`) is landmark-conditioned: per frame, all faces' `landmark_features`,
+each with its track's context (`TrackContext`: the track's median features so far), go
+through it in one call; it gives the 52 ARKit weights and the rotation remainder D, the
 head rotation is R0 @ exp(D) (R0: the landmarks' rigid rotation), the translation is the
 landmarks' own (`head_translation`, as below). It has no identity coefficients. It is used
 unless a user engine is installed in the data directory or given (`--regressor`).
@@ -45,7 +46,7 @@ from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceCoefficients, F
 from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
 from facetrack.tracker.facemodel.rest_face import RestFaceOptions
 from facetrack.tracker.stages.pose import head_translation, pose_from_matrix
-from facetrack.tracker.stages.regress_features import landmark_features
+from facetrack.tracker.stages.regress_features import N_FEATURES, TrackContext, engine_input, landmark_features
 from facetrack.tracker.stages.regress_rest import RegressRest, RegressRestConfig
 
 MODEL_ID = "regress"
@@ -65,6 +66,12 @@ class RegressStage:
         self.landmark_engine: LandmarkRegressEngine | None = None
         if is_landmark_engine(path):
             self.landmark_engine = LandmarkRegressEngine(path, backend, max_batch=max(max_faces, 1))
+            if self.landmark_engine.features != 2 * N_FEATURES:
+                self.landmark_engine.close()
+                raise EngineError(f"{path.name} takes {self.landmark_engine.features} numbers per face; this version "
+                                  f"gives {2 * N_FEATURES} (features and track context): rebuild it with "
+                                  "scripts/train_landmark_regressor.py")
+            self.context = TrackContext(self.landmark_engine.context_window)
             self.identity_size = 0
             return
         self.engine = RegressEngine(path, backend, max_batch=max_faces)
@@ -86,6 +93,8 @@ class RegressStage:
         config = RegressRestConfig() if seconds is None else RegressRestConfig(
             window=self.frames(seconds), early=0, keep=0.5)
         self.rest = RegressRest(config, "auto" if seconds is None else "on demand")
+        if self.landmark_engine is not None:
+            self.context = TrackContext(self.context.window)
 
     def frames(self, seconds: float) -> int:
         return max(1, round(seconds * self.fps))
@@ -96,6 +105,8 @@ class RegressStage:
 
     def forget(self, track_ids: list[int]) -> None:
         self.rest.forget(track_ids)
+        if self.landmark_engine is not None:
+            self.context.forget(track_ids)
 
     def describe(self, metadata: StreamMetadata) -> StreamMetadata:
         """The stream metadata with the regressor's coefficient layout and how rest faces are found."""
@@ -119,7 +130,8 @@ class RegressStage:
         points = [ibug68_from_478(p) for p in landmarks]
         if self.landmark_engine is not None:
             features, r0 = landmark_features(landmarks, (width, height), focal)
-            out = self.landmark_engine.predict(features)
+            context = self.context.update([f.track_id for f in faces], features)
+            out = self.landmark_engine.predict(engine_input(features, context))
             rotation = r0 @ Rotation.from_rotvec(out["rotation"].astype(np.float64)).as_matrix()
             identity = np.zeros((len(faces), 0), np.float32)
         else:

@@ -7,8 +7,13 @@ their RMS radius and turned by the landmarks' rigid rotation R0 (`head_rotation`
 pose stage's). What that drops and the fit still uses (the face's place on a pinhole
 camera, its size against the focal length) comes back as three more numbers. The network
 gives rotvec D with the fit's rotation = R0 @ exp(D), so it learns a small correction,
-not a whole rotation. Training (training/landmark_regressor.py) imports these functions,
-so its inputs and the run time's cannot drift apart.
+not a whole rotation.
+
+One frame does not say whose face it is: lips that rest apart or brows that sit high look
+like an expression. So the engine also gets each track's context (`TrackContext`): the
+median of the track's own features over its first frames, a person's usual face. Training
+(training/landmark_regressor.py) imports these functions and runs the same class over each
+clip in frame order, so its inputs and the run time's cannot drift apart.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from facetrack.tracker.stages.pose import head_rotation, to_camera_axes
 N_POINTS = 478
 N_FEATURES = 3 * N_POINTS + 3
 """Per face: the normalised points (x, y, z) and (centre x / f, centre y / f, RMS radius / f)."""
+CONTEXT_WINDOW = 120
+"""Frames of a track its context is the median of (4 s at 30 fps, the fit's identity warm-up)."""
 
 
 def landmark_features(landmarks: np.ndarray, image_size: ArrayLike, focal_px: ArrayLike
@@ -43,3 +50,42 @@ def landmark_features(landmarks: np.ndarray, image_size: ArrayLike, focal_px: Ar
                              radius / focal_px])
     return np.concatenate([head.reshape(len(points), -1), where], axis=1).astype(np.float32), r0
 
+
+class TrackContext:
+    """Per track, the median of its features over its first `window` frames (so far, before it has them).
+
+    The median is taken afresh when a track's count of frames is a power of two and at `window`, then
+    held: a few medians per track instead of one per frame (one over 120 frames costs about 3 ms). A
+    track of one frame (a photo) is its own context."""
+
+    def __init__(self, window: int = CONTEXT_WINDOW) -> None:
+        if window < 1:
+            raise ValueError(f"the context window must be at least one frame, got {window}")
+        self.window = window
+        self._frames: dict[int, list[np.ndarray] | None] = {}  # None once the window is full
+        self._median: dict[int, np.ndarray] = {}
+
+    def update(self, track_ids: list[int], features: np.ndarray) -> np.ndarray:
+        """(N, N_FEATURES) features of one frame's faces -> (N, N_FEATURES) their tracks' contexts."""
+        out = np.empty_like(features)
+        for row, track_id in enumerate(track_ids):
+            frames = self._frames.setdefault(track_id, [])
+            if frames is not None:
+                frames.append(features[row].copy())
+                n = len(frames)
+                if n & (n - 1) == 0 or n == self.window:
+                    self._median[track_id] = np.median(np.stack(frames), axis=0).astype(features.dtype)
+                if n == self.window:
+                    self._frames[track_id] = None
+            out[row] = self._median[track_id]
+        return out
+
+    def forget(self, track_ids: list[int]) -> None:
+        for track_id in track_ids:
+            self._frames.pop(track_id, None)
+            self._median.pop(track_id, None)
+
+
+def engine_input(features: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """What the engine takes per face: its features, then its track's context (N, 2 * N_FEATURES)."""
+    return np.concatenate([features, context], axis=1)
