@@ -58,7 +58,7 @@ class LandmarkRegressEngine:
                               f"says engine={meta.get('engine')!r}, input={meta.get('input')!r})")
         try:
             self.features = int(meta["features"])
-            self.context_window = int(meta["context_window"])
+            self.context_window = int(meta.get("context_window", 0))  # 0: built before the track context
             self.sizes = {str(k): int(v) for k, v in meta["outputs"].items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EngineError(f"{sidecar_path(self.path).name}: malformed regress metadata ({exc!r}): "

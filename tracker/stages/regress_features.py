@@ -81,6 +81,7 @@ class TrackContext:
         return out
 
     def forget(self, track_ids: list[int]) -> None:
+        """Drop ended tracks (a track id seen again starts a new context)."""
         for track_id in track_ids:
             self._frames.pop(track_id, None)
             self._median.pop(track_id, None)
