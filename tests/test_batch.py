@@ -107,7 +107,8 @@ def test_corrupt_clips_are_reported_and_the_others_finish(
     assert "partial: " in done.stderr and "failed: " in done.stderr
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["options"] == {"format": "jsonl", "max_faces": 1, "max_frames": None, "coefficients": "fit"}
+    # a new run's default engine: the regress engine, which meets its targets (engines/models/regress_landmarks.md)
+    assert manifest["options"] == {"format": "jsonl", "max_faces": 1, "max_frames": None, "coefficients": "regress"}
     assert manifest["versions"]["mediapipe"] and manifest["ended_at"] is not None
     assert {name: clip["status"] for name, clip in manifest["clips"].items()} == {
         name: row["status"] for name, row in rows.items()
@@ -219,8 +220,13 @@ def test_colliding_names_lists_and_globs(tmp_path: Path, blank_clip: Path) -> No
     shutil.copy(blank_clip, work / "summary.mp4")
     (work / "todo.txt").write_text("# two clips with one name\nx/clip.mp4\ny/clip.mp4\n")
 
-    done = batch("@todo.txt", "*.mp4", "--out-dir", "out", "--format", "csv", "--max-frames", 5, "-j", 2, cwd=work)
+    done = batch("@todo.txt", "--out-dir", "out", "--format", "csv", "--max-frames", 5, "-j", 2, "--engine", "fit",
+                 cwd=work)
     assert done.returncode == 0, done.stderr
+    # a resume without --engine keeps the run's own (fit, not the regress default of a new run)
+    done = batch("*.mp4", "--out-dir", "out", "--format", "csv", "--max-frames", 5, "-j", 2, "--resume", cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((work / "out" / "manifest.json").read_text())["options"]["coefficients"] == "fit"
     out = work / "out"
     rows = _summary(out)
     assert len(rows) == 3 and len({row["output"] for row in rows.values()}) == 3

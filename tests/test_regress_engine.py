@@ -118,8 +118,8 @@ def test_cli_refuses_contradicting_options_before_writing_anything(trained, tmp_
                                   "--out", str(out)])
     assert missing.exit_code == 2 and "facetrack train regressor" in missing.output and not out.exists()
     assert missing.exception is None or isinstance(missing.exception, SystemExit)
-    alone = runner.invoke(app, ["run", "clip.mp4", "--regressor", str(trained[0])])
-    assert alone.exit_code == 2 and "--regressor goes with --engine regress" in alone.output
+    other = runner.invoke(app, ["run", "clip.mp4", "--engine", "mediapipe", "--regressor", str(trained[0])])
+    assert other.exit_code == 2 and "--regressor goes with --engine regress" in other.output
     mesh = runner.invoke(app, ["run", "clip.mp4", "--engine", "regress", "--regressor", str(trained[0]),
                                "--mesh", str(tmp_path / "m.npz")])
     assert mesh.exit_code == 2 and "dense mesh" in mesh.output

@@ -84,6 +84,33 @@ def test_the_shipped_engine_answers_a_mirror_image_with_the_mirrored_answer() ->
     np.testing.assert_allclose(mirrored["rotation"], out["rotation"] * [1, -1, -1], atol=1e-5)
 
 
+def test_jawopen_has_a_linear_path_that_training_uses_and_no_other_weight_sees() -> None:
+    """Beside the MLP, a line from the projections to jawOpen (a jaw opens nearly linearly in the landmarks, and a
+    line carries on past the widest jaws in training): trained with the rest, felt by jawOpen alone."""
+    torch = pytest.importorskip("torch", reason="the network is built with PyTorch: pip install 'facetrack[train]'")
+    from facetrack.training.landmark_regressor import FaceSet, build_network, train_network
+
+    rng = np.random.default_rng(5)
+    n = 64
+    features = rng.normal(0, 1, (n, N_FEATURES)).astype(np.float32)
+    expression = np.zeros((n, len(ARKIT_BLENDSHAPES)), np.float32)
+    expression[:, ARKIT_BLENDSHAPES.index("jawOpen")] = rng.uniform(0, 1, n)
+    faces = FaceSet(features, features + rng.normal(0, 0.1, features.shape).astype(np.float32),
+                    np.tile(np.eye(3), (n, 1, 1)), expression, np.tile(np.eye(3), (n, 1, 1)),
+                    rng.normal(0, 0.02, (n, 3)).astype(np.float32), np.array(["a"] * n), np.array(["clip-a"] * n))
+    net = build_network(faces, components=8, hidden=16)
+    assert not net.jaw.weight.any()  # starts as the MLP alone
+    inputs = torch.from_numpy(faces.inputs())
+    with torch.no_grad():
+        before, _ = net(inputs)
+        net.jaw.weight.fill_(0.1)
+        after, _ = net(inputs)
+    moved = np.flatnonzero((after - before).abs().amax(0).numpy() > 0).tolist()
+    assert moved == [ARKIT_BLENDSHAPES.index("jawOpen")]
+    trained = train_network(faces, epochs=2, batch=32, components=8, hidden=16, log=lambda *_: None)
+    assert trained.jaw.weight.abs().sum() > 0  # the optimiser trains the line too
+
+
 def test_features_do_not_see_where_the_face_is_how_big_or_how_it_is_turned() -> None:
     rng = np.random.default_rng(1)
     face = rng.normal(0, 30, (478, 3)) + [320, 240, 0]

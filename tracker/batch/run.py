@@ -75,9 +75,11 @@ class BatchConfig(BaseModel):
     ray_address: str | None = Field(default=None, description='None: process pool; "auto": local Ray cluster.')
     max_faces: int = Field(default=1, ge=1, le=16)
     max_frames: int | None = Field(default=None, ge=1, description="Track at most this many frames of each clip.")
-    coefficients: Literal["fit", "regress"] = Field(
-        default="fit", description="Blendshapes and pose from the model fit, or from the shipped regress engine "
-                                   "(`TrackerConfig.coefficients`; its card: engines/models/regress_landmarks.md).")
+    coefficients: Literal["fit", "regress"] | None = Field(
+        default=None, description="Blendshapes and pose from the model fit, or from the shipped regress engine "
+                                  "(`TrackerConfig.coefficients`; its card: engines/models/regress_landmarks.md). "
+                                  "None: the resumed run's, and for a new run the regress engine (it meets its "
+                                  "targets against the fit at less cost per face).")
     cpus_per_clip: float = Field(default=1.0, gt=0, description="Ray: CPUs each clip task requests.")
     gpus_per_clip: float = Field(default=0.0, ge=0, description="Ray: GPUs each clip task requests.")
     memory_per_clip: float | None = Field(default=None, gt=0, description="Ray: GiB of memory each clip reserves.")
@@ -292,6 +294,9 @@ def _run_batch(
         if out_url is not None:
             storage.pull_records(out_url, out_dir)
         manifest = load_manifest(out_dir)
+        if config.coefficients is None:  # the engine a resumed run used; a new run's default
+            used = manifest.options.coefficients if manifest is not None and config.resume else "regress"
+            config = config.model_copy(update={"coefficients": used})
         _check_resumable(manifest, config, out_dir)
         earlier = manifest.inputs if manifest is not None else []
         specs = earlier + [spec for spec in given if spec not in earlier]

@@ -175,9 +175,10 @@ def _print_report(console: Console, report: BatchReport) -> None:
 )
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Track at most N frames of each clip.")
-@click.option("--engine", "coefficients", type=click.Choice(["fit", "regress"]), default="fit", show_default=True,
-              help="Blendshapes and pose from the model fit, or from the shipped regress engine (about half the "
-                   "fit's time per face; its agreement with the fit: engines/models/regress_landmarks.md).")
+@click.option("--engine", "coefficients", type=click.Choice(["fit", "regress"]), default=None,
+              help="Blendshapes and pose from the shipped regress engine (the default: less time per face than the "
+                   "fit, its agreement with the fit in engines/models/regress_landmarks.md), or from the model fit "
+                   "(identity coefficients, lid and lip dynamics). --resume keeps the run's own.")
 @click.option("--quiet", is_flag=True, help="No progress output, only the final report.")
 def batch_command(
     inputs: tuple[str, ...],
@@ -193,7 +194,7 @@ def batch_command(
     runtime_env: bool,
     max_faces: int,
     max_frames: int | None,
-    coefficients: str,
+    coefficients: str | None,
     quiet: bool,
 ) -> None:
     """Track every clip in INPUTS (folders, globs, files, @list.txt) into one result file each.

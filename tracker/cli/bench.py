@@ -30,7 +30,7 @@ from rich.table import Table
 from facetrack.adapters.zmq_publisher import PublisherConfig, ZmqPublisher
 from facetrack.adapters.zmq_subscriber import Subscriber
 from facetrack.engines.backends import select_backend
-from facetrack.tracker.cli.common import EXIT_USAGE, engine_fields, engine_options, err, usage_error
+from facetrack.tracker.cli.common import EXIT_USAGE, engine_fields, engine_options, err, resolve_engine, usage_error
 from facetrack.tracker.config import TrackerConfig
 from facetrack.tracker.core.errors import FacetrackError
 from facetrack.tracker.core.schema import FrameResult, SourceInfo
@@ -330,6 +330,7 @@ def bench(source: str, max_frames: int | None, landmark_engine: str, regressor: 
     """Per-stage timings (median, p90) and end-to-end fps on SOURCE; with --throughput, batch faces/s."""
     from facetrack.tracker.cli.bench import BenchConfig, render_report, run_bench
 
+    landmark_engine = resolve_engine(landmark_engine, backend, regressor, needs_fit=model != "builtin")
     if throughput:
         _throughput(source, landmark_engine, regressor, backend, batches, repeats, json_out)
         return

@@ -22,8 +22,10 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 EXIT_SOURCE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-ENGINES = ("mediapipe", "litert", "onnx", "regress")
-"""--engine: the landmark engines, and `regress` (mediapipe's landmarks + the regress engine's coefficients)."""
+ENGINES = ("auto", "mediapipe", "litert", "onnx", "regress")
+"""--engine: the landmark engines, `regress` (mediapipe's landmarks + the regress engine's coefficients), and
+`auto` (`default_engine`)."""
+GPU_BACKENDS = ("tensorrt", "cuda")
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -63,10 +65,11 @@ def interrupt_on_signals() -> None:
 def engine_options(command: Callable) -> Callable:
     """--engine, --regressor and --backend, shared by `run` and `bench`."""
     options = (
-        click.option("--engine", "landmark_engine", type=click.Choice(ENGINES), default="mediapipe",
+        click.option("--engine", "landmark_engine", type=click.Choice(ENGINES), default="auto",
                      show_default=True,
                      help="Landmark engine (docs/engines.md); regress: mediapipe's landmarks, and blendshapes and "
-                          "head rotation from the coefficient regressor instead of the model fit."),
+                          "head rotation from the coefficient regressor instead of the model fit; auto: regress "
+                          "where --backend runs our networks on a GPU, else mediapipe with the fit."),
         click.option("--regressor", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="The regress engine (.onnx with its .json) for --engine regress; default: regress.onnx "
                           "in the user data directory's engines/ folder if there is one, else the shipped "
@@ -80,8 +83,32 @@ def engine_options(command: Callable) -> Callable:
     return command
 
 
+def default_engine(backend: str, needs_fit: bool) -> str:
+    """What --engine auto means where `backend` (the one `--backend` resolves to) runs our networks: the regress
+    engine on a GPU, where it meets its targets against the fit at a fraction of the cost
+    (engines/models/regress_landmarks.md), unless the run asks for what only the fit gives (a dense mesh, another
+    face model, a saved neutral); mediapipe's landmarks and the fit elsewhere."""
+    return "regress" if backend in GPU_BACKENDS and not needs_fit else "mediapipe"
+
+
+def resolve_engine(engine: str, backend: str, regressor: Path | None, needs_fit: bool = False) -> str:
+    """--engine as given, with `auto` resolved on this machine (`default_engine`); a --regressor means regress."""
+    if engine != "auto":
+        return engine
+    if regressor is not None:
+        return "regress"
+    from facetrack.engines.backends import select_backend
+    from facetrack.tracker.core.errors import FacetrackError
+
+    try:
+        resolved = select_backend(backend).name  # type: ignore[arg-type]  (click has checked the name)
+    except FacetrackError:  # a backend that cannot run here: the tracker says why when it opens its engines
+        resolved = backend
+    return default_engine(resolved, needs_fit)
+
+
 def engine_fields(engine: str, regressor: Path | None) -> dict:
-    """The config fields --engine and --regressor stand for."""
+    """The config fields --engine (resolved: `resolve_engine`) and --regressor stand for."""
     if regressor is not None and engine != "regress":
         raise click.UsageError("--regressor goes with --engine regress")
     if engine == "regress":

@@ -23,6 +23,7 @@ from facetrack.tracker.cli.common import (
     err,
     fail,
     interrupt_on_signals,
+    resolve_engine,
     usage_error,
 )
 from facetrack.tracker.core import interrupts
@@ -148,6 +149,8 @@ def run(source: str, outputs: tuple[Path, ...], mesh_path: Path | None, mesh_for
 
     if not source.strip():
         raise click.UsageError("SOURCE is empty: give a video file, webcam:N, a URL, an image, folder or glob")
+    needs_fit = mesh_path is not None or model != "builtin" or neutral_file is not None or save_neutral is not None
+    landmark_engine = resolve_engine(landmark_engine, backend, regressor, needs_fit)
     try:
         config = TrackerConfig(
             max_faces=max_faces, max_frames=max_frames, stream_id=stream_id, focal_px=focal_px,
