@@ -111,6 +111,33 @@ def test_jawopen_has_a_linear_path_that_training_uses_and_no_other_weight_sees()
     assert trained.jaw.weight.abs().sum() > 0  # the optimiser trains the line too
 
 
+def test_the_jaws_calibration_undoes_a_narrow_reading_and_touches_jawopen_alone() -> None:
+    """Out-of-fold jawOpen read at half the fit's and 0.02 high comes back as x2, -0.04; in the engine's graph the
+    scale and offset move jawOpen only (jawOpen is its own mirror image, so the mirror averaging is unchanged)."""
+    torch = pytest.importorskip("torch", reason="the network is built with PyTorch: pip install 'facetrack[train]'")
+    from facetrack.training.landmark_regressor import FaceSet, build_network, jaw_calibration, mirror_ensemble
+
+    rng = np.random.default_rng(7)
+    fit = rng.uniform(0, 1, 2000) ** 2
+    assert jaw_calibration(0.5 * fit + 0.02, fit) == (2.0, -0.04)
+    assert jaw_calibration(fit, fit) == (1.0, 0.0)
+    n = 16
+    features = rng.normal(0, 1, (n, N_FEATURES)).astype(np.float32)
+    faces = FaceSet(features, features, np.tile(np.eye(3), (n, 1, 1)),
+                    np.zeros((n, len(ARKIT_BLENDSHAPES)), np.float32), np.tile(np.eye(3), (n, 1, 1)),
+                    rng.normal(0, 0.02, (n, 3)).astype(np.float32), np.array(["a"] * n), np.array(["clip-a"] * n))
+    net = build_network(faces, components=8, hidden=16).eval()
+    inputs = torch.from_numpy(faces.inputs())
+    with torch.no_grad():
+        plain, rotation = mirror_ensemble([net])(inputs)
+        calibrated, rotation2 = mirror_ensemble([net], (2.0, 0.1))(inputs)
+    jaw = ARKIT_BLENDSHAPES.index("jawOpen")
+    others = np.arange(len(ARKIT_BLENDSHAPES)) != jaw
+    np.testing.assert_array_equal(calibrated[:, others].numpy(), plain[:, others].numpy())
+    np.testing.assert_allclose(calibrated[:, jaw].numpy(), 2.0 * plain[:, jaw].numpy() + 0.1, atol=1e-6)
+    np.testing.assert_array_equal(rotation2.numpy(), rotation.numpy())
+
+
 def test_features_do_not_see_where_the_face_is_how_big_or_how_it_is_turned() -> None:
     rng = np.random.default_rng(1)
     face = rng.normal(0, 30, (478, 3)) + [320, 240, 0]

@@ -195,17 +195,49 @@ def mirror_tables() -> tuple[np.ndarray, np.ndarray]:
     return index, sign
 
 
-def train_ensemble(train: FaceSet, seeds: tuple[int, ...] = (0, 1, 2), log=print, **options):
-    """`MirrorEnsemble` of one network per seed (`train_network`'s options)."""
+def train_ensemble(train: FaceSet, seeds: tuple[int, ...] = (0, 1, 2), log=print, jaw: tuple[float, float] = (1.0, 0.0),
+                   **options):
+    """`MirrorEnsemble` of one network per seed (`train_network`'s options), jawOpen read as `jaw` says."""
     nets = []
     for seed in seeds:
         log(f"network {len(nets) + 1} of {len(seeds)} (seed {seed})")
         nets.append(train_network(train, seed=seed, log=log, **options))
-    return mirror_ensemble(nets)
+    return mirror_ensemble(nets, jaw)
 
 
-def mirror_ensemble(nets: list):
-    """The networks' mean answer over the face and its mirror image, as one module (what export_engine writes).
+def identity_folds(faces: FaceSet, folds: int) -> np.ndarray:
+    """Each face's fold, by a hash of its identity: a person (and their mirrored copies) in one fold only."""
+    fold = {i: int(hashlib.sha1(i.encode()).hexdigest()[:8], 16) % folds for i in np.unique(faces.identity)}
+    return np.array([fold[i] for i in faces.identity])
+
+
+def out_of_fold(train: FaceSet, folds: int = 4, seeds: tuple[int, ...] = (0, 1, 2), log=print,
+                **options) -> np.ndarray:
+    """Every training face's weights as given out (`as_run`) by an ensemble that never saw its identity."""
+    fold = identity_folds(train, folds)
+    out = np.zeros_like(train.expression)
+    for k in range(folds):
+        log(f"fold {k + 1} of {folds}")
+        net = train_ensemble(train.take(fold != k), seeds, log=lambda *_: None, **options)
+        held = train.take(fold == k)
+        out[fold == k] = as_run(held, predict(net, held.inputs())[0])
+    return out
+
+
+def jaw_calibration(predicted: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """(scale, offset) that bring out-of-fold jawOpen readings closest to the fit's, in mean absolute error after
+    clipping to 0..1 (a grid: scale 0.8-3 by 0.05, offset -0.06-0.06 by 0.005). The regressor reads the jaw of a
+    person it never saw too narrow (the fit's widest mouths at 0.6-0.9); this undoes the part that is the same
+    for everyone."""
+    scales, offsets = np.arange(0.8, 3.0 + 1e-9, 0.05), np.arange(-0.06, 0.06 + 1e-9, 0.005)
+    error = [[np.abs(np.clip(a * predicted + b, 0, 1) - target).mean() for b in offsets] for a in scales]
+    i, k = np.unravel_index(int(np.argmin(error)), (len(scales), len(offsets)))
+    return round(float(scales[i]), 4), round(float(offsets[k]), 4)
+
+
+def mirror_ensemble(nets: list, jaw: tuple[float, float] = (1.0, 0.0)):
+    """The networks' mean answer over the face and its mirror image, as one module (what export_engine writes),
+    its jawOpen then scaled and offset by `jaw` (`jaw_calibration`; jawOpen is its own mirror image).
 
     A mirror image's rotation remainder D = (a, b, c) is the face's (a, -b, -c) (x flipped on both sides of the
     rotation); its weights come back with Left and Right swapped."""
@@ -228,6 +260,9 @@ def mirror_ensemble(nets: list):
             self.register_buffer("sign", torch.from_numpy(sign))
             self.register_buffer("swap", torch.from_numpy(arkit_mirror().astype(np.int64)))
             self.register_buffer("rot_sign", torch.tensor([1.0, -1.0, -1.0]))
+            self.register_buffer("scale", torch.ones(len(ARKIT_BLENDSHAPES)))
+            self.register_buffer("offset", torch.zeros(len(ARKIT_BLENDSHAPES)))
+            self.scale[ARKIT_BLENDSHAPES.index("jawOpen")], self.offset[ARKIT_BLENDSHAPES.index("jawOpen")] = jaw
 
         def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             z, zm = self.nets[0].project(inputs), self.nets[0].project(inputs[:, self.index] * self.sign)
@@ -237,7 +272,7 @@ def mirror_ensemble(nets: list):
                 em, dm = net.split(zm)
                 expressions += [e, em[:, self.swap]]
                 rotations += [d, dm * self.rot_sign]
-            return torch.stack(expressions).mean(0), torch.stack(rotations).mean(0)
+            return torch.stack(expressions).mean(0) * self.scale + self.offset, torch.stack(rotations).mean(0)
 
     return MirrorEnsemble().eval()
 
