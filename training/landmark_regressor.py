@@ -88,6 +88,11 @@ def clip_identity(clip: str) -> str:
     return "clip-" + clip.replace("/", "-")
 
 
+def identity_hash(identity: str) -> int:
+    """A stable 32-bit number per identity (the held-out photos and the calibration's folds are drawn by it)."""
+    return int(hashlib.sha1(identity.encode()).hexdigest()[:8], 16)
+
+
 def held_out_mask(faces: FaceSet, held_clips: tuple[str, ...], photo_fraction: float) -> np.ndarray:
     """True for faces of held-out identities: the clips ('folder/stem'), and photos whose file hashes below
     the fraction. A held clip that matches no face is an error (a typo would silently train on it)."""
@@ -99,7 +104,7 @@ def held_out_mask(faces: FaceSet, held_clips: tuple[str, ...], photo_fraction: f
     def held(identity: str) -> bool:
         if identity.startswith("clip-"):
             return identity in clips
-        return int(hashlib.sha1(identity.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < photo_fraction
+        return identity_hash(identity) / 0xFFFFFFFF < photo_fraction
 
     verdicts = {i: held(i) for i in np.unique(faces.identity)}
     return np.array([verdicts[i] for i in faces.identity])
@@ -207,7 +212,7 @@ def train_ensemble(train: FaceSet, seeds: tuple[int, ...] = (0, 1, 2), log=print
 
 def identity_folds(faces: FaceSet, folds: int) -> np.ndarray:
     """Each face's fold, by a hash of its identity: a person (and their mirrored copies) in one fold only."""
-    fold = {i: int(hashlib.sha1(i.encode()).hexdigest()[:8], 16) % folds for i in np.unique(faces.identity)}
+    fold = {i: identity_hash(i) % folds for i in np.unique(faces.identity)}
     return np.array([fold[i] for i in faces.identity])
 
 
