@@ -82,8 +82,10 @@ def main() -> None:
     parser.add_argument("--photo", default=None, help="also time one photo and report its peak RSS")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--head", type=int, default=10, help="frames of the short run (the issue's 10)")
-    parser.add_argument("extra", nargs="*", help="options passed on to facetrack run (after --)")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)  # argparse takes `-- --option` for its own
+    args = parser.parse_args(argv[:cut])
+    args.extra = argv[cut + 1:]
     frames = _frames(args.clip)
     between = frames - args.head
     mesh = [sys.executable, "-c", _MESH_ALONE, args.clip]

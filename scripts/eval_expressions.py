@@ -1,7 +1,8 @@
 """ARKit weights against expressions labelled by eye, through the real tracker.
 
     python scripts/eval_expressions.py [--labels ../shared/media/expressions/labels.csv ...]
-        [--media ../shared/media] [--model builtin] [--cache DIR] [--save weights.npz]
+        [--media ../shared/media] [--model builtin] [--mediapipe-weights off|below_brows|face]
+        [--cache DIR] [--save weights.npz]
 
 Every development clip (every clip under <media>/videos, plus any clip a label file names)
 is tracked once with `facetrack run`'s defaults (Tracker/TrackerConfig; `--model` to compare
@@ -89,6 +90,8 @@ def main() -> None:
                     help="label CSVs (default: <media>/expressions/labels.csv, labels/expressions_extra.csv and "
                          "labels/expressions_more.csv)")
     ap.add_argument("--model", default=None, help="model id (default: TrackerConfig's default)")
+    ap.add_argument("--mediapipe-weights", default="off", choices=["off", "below_brows", "face"],
+                    help="TrackerConfig.mediapipe_weights (default: off, as `facetrack run`)")
     ap.add_argument("--cache", type=Path, default=None, help="record/replay landmarks per clip in this folder")
     ap.add_argument("--save", type=Path, default=None, help="write every clip's weights to this .npz")
     args = ap.parse_args()
@@ -99,7 +102,8 @@ def main() -> None:
     rows = [r for p in label_files for r in read_labels(p)]
     clips = sorted({str(p.relative_to(args.media)) for p in (args.media / "videos").glob("*/*.mp4")}
                    | {r.clip for r in rows})
-    config = TrackerConfig() if args.model is None else TrackerConfig(model=args.model)
+    config = TrackerConfig(mediapipe_weights=args.mediapipe_weights,
+                           **({} if args.model is None else {"model": args.model}))
     summary = Summary()
     saved: dict[str, np.ndarray] = {}
     fit_ms = []

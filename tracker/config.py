@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from facetrack.tracker.facemodel.registry import BUILTIN_ID
+from facetrack.tracker.facemodel.registry import BUILTIN_ID, RIG_ID
 from facetrack.tracker.facemodel.rest_face import RestFaceOptions
 from facetrack.tracker.sources.config import SourceConfig
 from facetrack.tracker.stages.eye_options import EyeOptions
@@ -40,6 +40,13 @@ class TrackerConfig(BaseModel):
                     "pose only.",
     )
     mesh: bool = Field(False, description="Also evaluate the fitted dense mesh per face (`FaceResult.mesh`).")
+    mediapipe_weights: Literal["off", "below_brows", "face"] = Field(
+        "off",
+        description="Which ARKit weights MediaPipe's blendshape network (trained on real faces) gives instead of "
+                    "the project's expression head, each less what it read on the track's rest face: below_brows "
+                    "(mouth, jaw, cheeks, nose), face (all but eye*) or off. About 2 ms more per face on a CPU "
+                    "core (BENCHMARKS.md, issue 23); the model fit only.",
+    )
     coefficients: Literal["fit", "regress"] = Field(
         "fit",
         description="Where blendshapes, coefficients and pose come from. fit: `model` fitted to each face's "
@@ -69,7 +76,12 @@ class TrackerConfig(BaseModel):
         if self.coefficients == "fit":
             if self.regressor is not None:
                 raise ValueError("regressor is used only with coefficients='regress' (--engine regress)")
+            if self.mediapipe_weights != "off" and self.model in (None, RIG_ID):
+                raise ValueError("mediapipe_weights needs a face model with a rest face (not the generated rig or "
+                                 "no model)")
             return self
+        if self.mediapipe_weights != "off":
+            raise ValueError("mediapipe_weights is read in the model fit: not available with the regress engine")
         if self.mesh:
             raise ValueError("the dense mesh comes from the model fit: not available with the regress engine")
         if self.model not in (None, BUILTIN_ID):

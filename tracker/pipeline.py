@@ -117,7 +117,7 @@ class Tracker:
         """The model fit (unless the regress engine stands in for it) and the eye stage, as configured."""
         fit = (
             FitStage(self.config.model, self.config.focal_px, mesh=self.config.mesh,
-                     calibration=self.config.calibration)
+                     calibration=self.config.calibration, mediapipe_weights=self.config.mediapipe_weights)
             if self.config.model and self._regress is None else None
         )
         eyes = EyeStage(self.config.eyes, self.config.backend) if self.config.eyes.enabled else None

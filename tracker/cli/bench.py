@@ -53,6 +53,7 @@ class BenchConfig(BaseModel):
     realtime: bool = False
     loop_seconds: float | None = None
     model: str | None = "builtin"
+    mediapipe_weights: Literal["off", "below_brows", "face"] = "off"
     eyes: bool = True
     filter: bool = True
     landmark_engine: Literal["mediapipe", "litert", "onnx"] = "mediapipe"
@@ -157,6 +158,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
     tracker_config = TrackerConfig(
         max_faces=config.max_faces,
         model=config.model,
+        mediapipe_weights=config.mediapipe_weights,
         landmark_engine=config.landmark_engine,
         backend=config.backend,
         coefficients=config.coefficients,
@@ -311,6 +313,8 @@ def _batch_sizes(_ctx: click.Context, _param: click.Parameter, value: str) -> tu
 @engine_options
 @click.option("--max-faces", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--model", default="builtin", show_default=True, help="Face model to fit; `none` for landmarks only.")
+@click.option("--mediapipe-weights", type=click.Choice(["off", "below-brows", "face"]), default="off",
+              show_default=True, help="As `facetrack run --mediapipe-weights` (its cost shows in the fit stage).")
 @click.option("--no-eyes", is_flag=True, help="Without the eye stages.")
 @click.option("--no-filter", is_flag=True, help="Without the temporal filter.")
 @click.option("--realtime", is_flag=True, help="Pace the file as a live source and report capture-to-publish latency.")
@@ -325,17 +329,20 @@ def _batch_sizes(_ctx: click.Context, _param: click.Parameter, value: str) -> tu
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON.")
 def bench(source: str, max_frames: int | None, landmark_engine: str, regressor: Path | None, backend: str,
-          max_faces: int, model: str, no_eyes: bool, no_filter: bool, realtime: bool, loop_seconds: float | None,
+          max_faces: int, model: str, mediapipe_weights: str, no_eyes: bool, no_filter: bool, realtime: bool,
+          loop_seconds: float | None,
           throughput: bool, batches: tuple[int, ...], repeats: int, json_out: Path | None) -> None:
     """Per-stage timings (median, p90) and end-to-end fps on SOURCE; with --throughput, batch faces/s."""
     from facetrack.tracker.cli.bench import BenchConfig, render_report, run_bench
 
-    landmark_engine = resolve_engine(landmark_engine, backend, regressor, needs_fit=model != "builtin")
+    landmark_engine = resolve_engine(landmark_engine, backend, regressor,
+                                     needs_fit=model != "builtin" or mediapipe_weights != "off")
     if throughput:
         _throughput(source, landmark_engine, regressor, backend, batches, repeats, json_out)
         return
     config = BenchConfig(source=source, max_frames=max_frames, max_faces=max_faces, realtime=realtime,
                          loop_seconds=loop_seconds, model=None if model == "none" else model,
+                         mediapipe_weights=mediapipe_weights.replace("-", "_"),
                          eyes=not no_eyes, filter=not no_filter, backend=backend,
                          **engine_fields(landmark_engine, regressor))
     try:

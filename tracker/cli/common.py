@@ -87,7 +87,7 @@ def default_engine(backend: str, needs_fit: bool) -> str:
     """What --engine auto means where `backend` (the one `--backend` resolves to) runs our networks: the regress
     engine on a GPU, where its batches run best (it meets its targets against the fit:
     engines/models/regress_landmarks.md), unless the run asks for what only the fit gives (a dense mesh, another
-    face model, a saved neutral); mediapipe's landmarks and the fit elsewhere."""
+    face model, a saved neutral, MediaPipe's weights); mediapipe's landmarks and the fit elsewhere."""
     return "regress" if backend in GPU_BACKENDS and not needs_fit else "mediapipe"
 
 

@@ -34,55 +34,23 @@ the viewer; the focal length is in pixels with the principal point at the centre
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
 from facetrack.tracker.facemodel.builtin_rig import ibug68_from_478
 from facetrack.tracker.facemodel.expression_head import ExpressionHead, head_for_model
+from facetrack.tracker.facemodel.fit_result import FitResult
 from facetrack.tracker.facemodel.fitter_config import FitterConfig
 from facetrack.tracker.facemodel.format import ModelError, MorphableModel
+from facetrack.tracker.facemodel.mediapipe_head import MediaPipeWeights
 from facetrack.tracker.facemodel.prepared import PreparedModel, TrackState
-from facetrack.tracker.facemodel.rest_face import RestFaceCalibration, kept_rest_offset, observed_shape
+from facetrack.tracker.facemodel.rest_face import (
+    RestFaceCalibration,
+    kept_rest_offset,
+    kept_rest_weights,
+    observed_shape,
+)
 from facetrack.tracker.facemodel.solve import box_qp, init_pose, normal_equations, pose_step, rodrigues, sir_confidence
-
-
-@dataclass
-class FitResult:
-    """One face's fit. `vertices()` evaluates the dense mesh only when asked."""
-
-    model_id: str
-    blendshapes: np.ndarray  # (52,) ARKit order, [0, 1]
-    expression: np.ndarray  # (K_exp,) the model's own weights
-    identity: np.ndarray  # (K_id,)
-    rotation: np.ndarray  # (3, 3) head -> camera
-    translation: np.ndarray  # (3,) cm, camera frame
-    landmarks68: np.ndarray  # (68, 2) pixels
-    focal_px: float
-    image_size: tuple[int, int]
-    confidence: float  # SIR confidence of this frame, 0..1
-    rms_px: float  # reprojection RMS of the used landmarks, pixels
-    model: MorphableModel = field(repr=False)
-    learned: np.ndarray | None = None  # (52,) the expression head's weights where it speaks, NaN elsewhere
-
-    def __post_init__(self) -> None:
-        self.blendshapes = self.arkit()
-
-    def arkit(self) -> np.ndarray:
-        """The 52 ARKit weights given out: the head's where it speaks, the fit's elsewhere (stages after
-        the fit rewrite `blendshapes` from the fit's own weights; the stage that writes calls this again)."""
-        if self.learned is None:
-            return self.blendshapes
-        return np.where(np.isnan(self.learned), self.blendshapes, self.learned).astype(np.float32)
-
-    def vertices(self, frame: str = "camera") -> np.ndarray:
-        """Dense mesh (V, 3) in cm, in the camera frame (default) or the head frame."""
-        v = self.model.shape(self.identity, self.expression)
-        return v if frame == "head" else v @ self.rotation.T + self.translation
-
-    def blendshape_dict(self) -> dict[str, float]:
-        return dict(zip(ARKIT_BLENDSHAPES, self.blendshapes.tolist()))
 
 
 class FaceModelFitter:
@@ -97,8 +65,11 @@ class FaceModelFitter:
         self.model = model
         self._shared = self._prepare(model) if model is not None else None
         self._tracks: dict[int, TrackState] = {}
-        self._preset: tuple[np.ndarray, np.ndarray] | None = None  # a saved neutral for new tracks
+        self._preset: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None  # a saved neutral for new tracks
         self.head = self._load_head(model)
+        # MediaPipe's network for the weights `mediapipe_weights` names, where a learned network speaks at all
+        wanted = self.config.mediapipe_weights != "off" and self.config.head != "off" and model is not None
+        self.mediapipe = MediaPipeWeights.load(self.config.mediapipe_weights) if wanted else None
         self.last_iterations = 0  # joint steps the last fit needed (diagnostics)
 
     @property
@@ -130,19 +101,26 @@ class FaceModelFitter:
         t = self._tracks.get(track_id)
         return None if t is None or t.rest_info is None else dict(t.rest_info)
 
-    def neutral_of(self, track_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(identity, rest offsets, their landmark indices) of a calibrated track, for saving."""
+    def neutral_of(self, track_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """(identity, rest offsets, their landmark indices, the rest's weights as MediaPipe's network read them
+        or None) of a calibrated track, for saving."""
         t = self._tracks.get(track_id)
         if t is None or t.rest_offset is None or t.identity is None:
             return None
-        return t.identity.copy(), t.rest_offset.copy(), t.prepared.idx.copy()
+        weights = None if t.rest_weights is None else t.rest_weights.copy()
+        return t.identity.copy(), t.rest_offset.copy(), t.prepared.idx.copy(), weights
 
-    def use_neutral(self, identity: np.ndarray, rest: np.ndarray, landmarks: np.ndarray) -> None:
+    def use_neutral(self, identity: np.ndarray, rest: np.ndarray, landmarks: np.ndarray,
+                    rest_weights: np.ndarray | None = None) -> None:
         """Start every new track from a saved calibration (same actor): identity and rest held, no warm-up."""
         pm = self._shared
         if pm is None or len(identity) != pm.k_id or not np.array_equal(landmarks, pm.idx):
             raise ModelError("the saved neutral was made with another model or landmark set: recalibrate")
-        self._preset = (np.asarray(identity, np.float64), np.asarray(rest, np.float64))
+        if rest_weights is None and self.mediapipe is not None:
+            raise ModelError("the saved neutral has no weights of MediaPipe's network (saved before they were "
+                             "read): recalibrate and save it again")
+        weights = None if rest_weights is None else np.asarray(rest_weights, np.float64)
+        self._preset = (np.asarray(identity, np.float64), np.asarray(rest, np.float64), weights)
 
     def fit(self, track_id: int, landmarks: np.ndarray, image_size: tuple[int, int],
             focal_px: float | None = None) -> FitResult:
@@ -220,8 +198,9 @@ class FaceModelFitter:
         conf = sir_confidence(rot, expr, cfg.sir_lambda)
         collect = self.model is not None and (track.rest is not None or (cfg.rest_window and track.rest_offset is None))
         observed = observed_shape(shape, p, rot, trans, present) if collect or self.head is not None else None
+        read = self.mediapipe.read(lm) if self.mediapipe is not None else None  # its rest is in weight space
         if collect:
-            self._collect_rest(track, observed, expr, ident)
+            self._collect_rest(track, observed, expr, ident, read)
         track.rotation, track.translation, track.expression = rot, trans, expr
         track.frames += 1
         # outputs
@@ -238,10 +217,14 @@ class FaceModelFitter:
         if track.rest_offset is None and cfg.rest_window:  # the shapes a rest face will absorb: the person's own
             blendshapes[np.isin(ARKIT_BLENDSHAPES, cfg.rest_own_shape)] = 0.0
         learned = None
-        if self.head is not None:
-            # the learned head reads the face's displacement from its neutral (identity + rest face); before
-            # the rest face exists that displacement holds some of the person's own face: both must agree
-            out = self.head(self.head.features(observed, track.id_shape, pm.radius))
+        if self.head is not None or read is not None:
+            # the project's head reads the face's displacement from its neutral (identity + rest face),
+            # MediaPipe's network the image points less what it read on the rest face; before the rest face
+            # exists either holds some of the person's own face: the fit's weights bound them
+            out = self.head(self.head.features(observed, track.id_shape, pm.radius)) if self.head is not None \
+                else np.full(len(ARKIT_BLENDSHAPES), np.nan, np.float32)
+            if read is not None:
+                out = self.mediapipe.given(out, read, track.rest_weights)
             out = out if track.rest_offset is not None else np.minimum(out, blendshapes)
             learned = np.where(self._head_mask, out, np.nan).astype(np.float32)
         return FitResult(
@@ -253,9 +236,9 @@ class FaceModelFitter:
 
     def _load_head(self, model: MorphableModel | None) -> ExpressionHead | None:
         """The packaged landmark-to-weights head, when the config asks for it and it was trained on this model."""
+        self._head_mask = np.array([self.config.head == "all" or not n.startswith("eye") for n in ARKIT_BLENDSHAPES])
         if self.config.head == "off" or model is None or self._shared is None:
             return None
-        self._head_mask = np.array([self.config.head == "all" or not n.startswith("eye") for n in ARKIT_BLENDSHAPES])
         return head_for_model(model.id, self._shared.idx)
 
     def _track(self, track_id: int, lm: np.ndarray, w: int, h: int, f: float) -> TrackState | None:
@@ -282,6 +265,7 @@ class FaceModelFitter:
             t = TrackState(self._shared)
             if self._preset is not None:
                 t.identity, t.rest_offset = self._preset[0].copy(), self._preset[1].copy()
+                t.rest_weights = None if self._preset[2] is None else self._preset[2].copy()
                 t.id_weight, t.rest_info = self.config.id_max_weight, {"source": "file", "frames": 0}
                 t.id_shape = t.neutral_shape()
         if track_id not in self._tracks and len(self._tracks) >= self.config.max_tracks:
@@ -313,17 +297,21 @@ class FaceModelFitter:
                 break
         return rot, trans, expr
 
-    def _collect_rest(self, track: TrackState, observed: np.ndarray, expr: np.ndarray, ident: np.ndarray) -> None:
-        """Feed the track's rest-face collection one frame; take its rest face when one is ready."""
+    def _collect_rest(self, track: TrackState, observed: np.ndarray, expr: np.ndarray, ident: np.ndarray,
+                      read: np.ndarray | None = None) -> None:
+        """Feed the track's rest-face collection one frame (and the weights a network read on it); take its rest
+        face when one is ready."""
         cfg, pm = self.config, track.prepared
         if track.rest is None:
             track.rest = RestFaceCalibration(cfg.rest_window, cfg.rest_keep, early=cfg.rest_early,
                                              source=cfg.rest_source)
-        rest = track.rest.add(observed, float(np.abs(expr[pm.energy_cols]).sum()), track.rotation)
+        rest = track.rest.add(observed, float(np.abs(expr[pm.energy_cols]).sum()), track.rotation, read)
         if rest is None:
             return
         off = rest - pm.identity_shape(ident)
         track.rest_offset = kept_rest_offset(pm, off, track.rest, cfg) if pm.exp_nonneg else off
+        if track.rest.rest_weights is not None:
+            track.rest_weights = kept_rest_weights(track.rest.rest_weights, track.rest, cfg)
         track.rest_info = {"source": track.rest.source, "frames": track.rest.frames_used}
         if track.rest.done:
             track.rest = None

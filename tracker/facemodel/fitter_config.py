@@ -49,4 +49,12 @@ class FitterConfig(BaseModel):
     head: Literal["off", "face", "all"] = Field("face", description="Where the learned landmark-to-weights head "
                                                "(expression_head.py) gives the ARKit weights: face (all but eye*, "
                                                "which the eye stage owns), all, or off (the fit's own weights).")
+    mediapipe_weights: Literal["off", "below_brows", "face"] = Field("off", description="Which of the "
+                                                                   "head's weights MediaPipe's blendshape network "
+                                                                   "(trained on real faces; mediapipe_head.py) gives "
+                                                                   "instead of the project's head: below_brows (mouth, "
+                                                                   "jaw, cheeks, nose), face (all but eye*) or off.")
+    rest_weight_cap: float = Field(0.3, gt=0, le=1, description="Most of one weight read by MediaPipe's network on a "
+                                   "track's calm warm-up frames that its rest face subtracts (a held expression "
+                                   "still reads).")
     rest_keep: float = Field(0.15, gt=0, le=1, description="Fraction of the warm-up's calmest frames kept for rest.")

@@ -78,6 +78,7 @@ class TrackState:
     calib: object | None = None  # the generated rig's online neutral estimate (calibration.BuiltinCalibration)
     rest: RestFaceCalibration | None = None  # rest-face collection while it runs (rest_face.py)
     rest_offset: np.ndarray | None = None  # (N, 3) calibrated rest minus the identity's neutral
+    rest_weights: np.ndarray | None = None  # (52,) ARKit weights a network reads on the rest face, subtracted
     rest_info: dict | None = None  # how the rest face was found (source, frames)
 
     def neutral_shape(self) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.facemodel.solve import box_qp
 
 if TYPE_CHECKING:  # annotations only: prepared.py imports this module
@@ -63,14 +64,19 @@ class RestFaceCalibration:
     energy: list[float] = field(default_factory=list)
     yaws: list[float] = field(default_factory=list)
     rest: np.ndarray | None = None
+    weights: list[np.ndarray] = field(default_factory=list)  # a network's ARKit weights per frame (NaN: none read)
+    rest_weights: np.ndarray | None = None  # (52,) their median over the same calm frames
     yaw: float = 0.0  # median yaw (degrees) of the warm-up's frames
     frames_used: int = 0
     source: str = "auto"
 
-    def add(self, observed: np.ndarray, energy: float, rotation: np.ndarray | None = None) -> np.ndarray | None:
-        """Feed one frame's observed face (head frame) and fitted rotation; returns the calm frames' median when
-        the window is full."""
+    def add(self, observed: np.ndarray, energy: float, rotation: np.ndarray | None = None,
+            weights: np.ndarray | None = None) -> np.ndarray | None:
+        """Feed one frame's observed face (head frame), fitted rotation and, where a network reads the frame's
+        ARKit weights from the image points, those; returns the calm frames' median face when the window is full."""
         self.offsets.append(observed.astype(np.float32))
+        self.weights.append(np.full(len(ARKIT_BLENDSHAPES), np.nan, np.float32) if weights is None
+                            else np.asarray(weights, np.float32))
         self.energy.append(float(energy))
         self.yaws.append(np.nan if rotation is None else float(np.degrees(np.arctan2(rotation[0, 2], rotation[2, 2]))))
         if len(self.offsets) not in (self.early, self.window):
@@ -78,11 +84,14 @@ class RestFaceCalibration:
         n = max(1, int(round(self.keep * len(self.offsets))))
         calm = np.argsort(self.energy)[:n]
         self.rest = np.median(np.stack(self.offsets)[calm], axis=0).astype(np.float64)
+        read = np.stack(self.weights)[calm]
+        read = read[np.isfinite(read).all(1)]
+        self.rest_weights = np.median(read, axis=0).astype(np.float64) if len(read) else None
         yaws = np.asarray(self.yaws)
         self.yaw = float(np.median(yaws[np.isfinite(yaws)])) if np.isfinite(yaws).any() else 0.0
         self.frames_used = n
         if len(self.offsets) >= self.window:
-            self.offsets, self.energy, self.yaws = [], [], []
+            self.offsets, self.energy, self.yaws, self.weights = [], [], [], []
             self.done = True
         return self.rest
 
@@ -119,8 +128,15 @@ def capped_rest_offset(basis_exp: np.ndarray, offset: np.ndarray, cap: float | n
     h = basis_exp.T @ basis_exp
     h[np.diag_indices(len(h))] += 1e-6 * float(np.trace(h)) / len(h)
     c = box_qp(h, basis_exp.T @ off.reshape(-1), np.zeros(len(h)), np.ones(len(h)))
+    return off - (basis_exp @ (c - capped_weights(c, cap, one_sided))).reshape(-1, 3)
+
+
+def capped_weights(c: np.ndarray, cap: float | np.ndarray,
+                   one_sided: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The part of a rest face's weights c (K,) that is absorbed: each up to `cap`, and the `one_sided` fraction of
+    a shape's excess over its mirror partner in full (`capped_rest_offset`)."""
     excess = np.zeros_like(c) if one_sided is None else np.maximum(c - c[one_sided[0]], 0) * one_sided[1]
-    return off - (basis_exp @ (c - np.minimum(c - excess, cap) - excess)).reshape(-1, 3)
+    return np.minimum(c - excess, cap) + excess
 
 
 def rest_caps(names: list[str], cap: float, own_shape: list[str]) -> np.ndarray:
@@ -136,9 +152,16 @@ def rest_caps(names: list[str], cap: float, own_shape: list[str]) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _brow_pairs(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(K,) mirror partner of each expression shape (`_L` <-> `_R`) and which are one brow of a pair."""
+    """(K,) mirror partner of each shape (`_L` <-> `_R` for a model's, `Left` <-> `Right` for ARKit's) and which
+    are one brow of a pair."""
     swap = {"_L": "_R", "_R": "_L"}
-    partner = [n[:-2] + swap[n[-2:]] if n[-2:] in swap else n for n in names]
+
+    def partner_of(n: str) -> str:
+        if n[-2:] in swap:
+            return n[:-2] + swap[n[-2:]]
+        return n.replace("Left", "\0").replace("Right", "Left").replace("\0", "Right")
+
+    partner = [partner_of(n) for n in names]
     mirror = np.array([names.index(m) if m in names else i for i, m in enumerate(partner)])
     return mirror, np.array([n.startswith("brow") and mirror[i] != i for i, n in enumerate(names)])
 
@@ -167,25 +190,41 @@ def kept_rest_offset(pm: PreparedModel, offset: np.ndarray, rest: RestFaceCalibr
     return capped_rest_offset(pm.basis_flat_exp, offset, caps, turned_brows(names, rest, config.rest_turned_deg))
 
 
+def kept_rest_weights(rest_weights: np.ndarray, rest: RestFaceCalibration, config: FitterConfig) -> np.ndarray:
+    """What a track's rest face absorbs of the ARKit weights a network reads on its calm frames (MediaPipe's,
+    `FitterConfig.mediapipe_weights`): the same rule as for the fit's shapes (`kept_rest_offset`) in weight space,
+    with `rest_weight_cap` for the held-expression cap."""
+    names = list(ARKIT_BLENDSHAPES)
+    caps = rest_caps(names, config.rest_weight_cap, config.rest_own_shape)
+    caps[[n.startswith("eye") for n in names]] = 0.0  # the eye stage owns eye*
+    return capped_weights(np.asarray(rest_weights, np.float64), caps,
+                          turned_brows(names, rest, config.rest_turned_deg))
+
+
 def save_neutral(path: str | Path, model_id: str, identity: np.ndarray, rest: np.ndarray,
-                 landmarks: np.ndarray) -> Path:
-    """Write a track's calibration (identity and rest offsets of the used landmarks) for reuse."""
+                 landmarks: np.ndarray, rest_weights: np.ndarray | None = None) -> Path:
+    """Write a track's calibration (identity and rest offsets of the used landmarks, and the rest's weights as
+    MediaPipe's network read them where it did) for reuse."""
     path = Path(path)
     meta = {"format": NEUTRAL_FORMAT, "model_id": model_id}
+    extra = {} if rest_weights is None else {"rest_weights": np.asarray(rest_weights, np.float32)}
     np.savez(path, metadata=np.array(json.dumps(meta)), identity=np.asarray(identity, np.float32),
-             rest=np.asarray(rest, np.float32), landmarks=np.asarray(landmarks, np.int32))
+             rest=np.asarray(rest, np.float32), landmarks=np.asarray(landmarks, np.int32), **extra)
     return path
 
 
-def load_neutral(path: str | Path, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(identity, rest offsets, landmark indices) from a saved calibration of the same model."""
+def load_neutral(path: str | Path, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(identity, rest offsets, landmark indices, rest weights or None) from a saved calibration of the same
+    model."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"neutral file {path} does not exist; save one with --save-neutral first")
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["metadata"]))
-            out = z["identity"].astype(np.float64), z["rest"].astype(np.float64), z["landmarks"].astype(np.int64)
+            weights = z["rest_weights"].astype(np.float64) if "rest_weights" in z.files else None
+            out = (z["identity"].astype(np.float64), z["rest"].astype(np.float64), z["landmarks"].astype(np.int64),
+                   weights)
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{path} is not a facetrack neutral file ({exc})") from exc
     if meta.get("format") != NEUTRAL_FORMAT:

@@ -36,7 +36,7 @@ from facetrack.tracker.stages.gaze import eye_look
 
 if TYPE_CHECKING:
     from facetrack.engines.backends import BackendName
-    from facetrack.tracker.facemodel.fitter import FitResult
+    from facetrack.tracker.facemodel.fit_result import FitResult
 
 log = logging.getLogger("facetrack.eyes")
 

@@ -7,13 +7,16 @@ projected from the fit, and replaces the rigid landmark pose with the model's po
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.linalg  # noqa: F401  (loaded before the thread-pool controller looks for BLAS libraries)
 from threadpoolctl import ThreadpoolController
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, FaceCoefficients, FaceResult, StreamMetadata
-from facetrack.tracker.facemodel.fitter import FaceModelFitter, FitResult
+from facetrack.tracker.facemodel.fit_result import FitResult
+from facetrack.tracker.facemodel.fitter import FaceModelFitter
+from facetrack.tracker.facemodel.fitter_config import FitterConfig
 from facetrack.tracker.facemodel.format import ModelError
 from facetrack.tracker.facemodel.registry import BUILTIN_ID, DEFAULT_MODEL_ID, RIG_ID, load_model
 from facetrack.tracker.facemodel.rest_face import RestFaceOptions, load_neutral, save_neutral
@@ -31,12 +34,13 @@ class FitStage:
     """
 
     def __init__(self, model_id: str, focal_px: float | None = None, mesh: bool = False,
-                 calibration: RestFaceOptions | None = None) -> None:
+                 calibration: RestFaceOptions | None = None,
+                 mediapipe_weights: Literal["off", "below_brows", "face"] = "off") -> None:
         # `builtin` (the default) is the packaged model with identity modes; `rig` the generated rig without
         model = None if model_id == RIG_ID else load_model(DEFAULT_MODEL_ID if model_id == BUILTIN_ID else model_id)
         self.calibration = calibration or RestFaceOptions()
         self.fps = 30.0
-        self.fitter = FaceModelFitter(model)
+        self.fitter = FaceModelFitter(model, FitterConfig(mediapipe_weights=mediapipe_weights))
         if self.calibration.neutral is not None:  # read here, so a bad file fails before any output exists
             if model is None:
                 raise ModelError("--neutral needs a model with identity modes (not the generated rig)")
