@@ -23,7 +23,8 @@ def test_calibrate_save_and_reuse(short_face_clip: Path, tmp_path: Path) -> None
     with Tracker(cfg) as tracker:
         results = list(tracker.track(short_face_clip))
         meta = tracker.metadata
-    assert meta.calibration == {"mode": "on demand", "window_frames": 10, "neutral_file": None}
+    assert meta.calibration == {"mode": "on demand", "window_frames": 10, "neutral_file": None,
+                                "mediapipe_weights": "off"}
     marks = [r.faces[0].coefficients.calibration for r in results if r.faces]
     assert marks[0] is None and marks[-1] == "on demand"
     assert marks.index("on demand") == 9  # the 10th frame completes the window

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,8 @@ def test_the_command_saves_and_reuses_the_networks_rest_and_refuses_a_neutral_wi
                      "--out", str(tmp_path / "a.jsonl"))
     assert done.returncode == 0, done.stderr
     assert len([r for r in read_results(tmp_path / "a.jsonl") if r.faces]) == 40
+    layout = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])
+    assert layout["calibration"]["mediapipe_weights"] == "below_brows"
     assert load_neutral(tmp_path / "with.npz", MODEL.id)[3] is not None
     done = facetrack("--mediapipe-weights", "below-brows", "--neutral", str(tmp_path / "with.npz"),
                      "--out", str(tmp_path / "b.jsonl"))

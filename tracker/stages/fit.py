@@ -90,6 +90,7 @@ class FitStage:
                 "mode": "file" if self.calibration.neutral else "on demand" if self.calibration.seconds else "auto",
                 "window_frames": self.fitter.config.rest_window,
                 "neutral_file": str(self.calibration.neutral) if self.calibration.neutral else None,
+                "mediapipe_weights": self.fitter.config.mediapipe_weights,  # what the rest's weights were read by
             },
         })
 
