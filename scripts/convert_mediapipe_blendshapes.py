@@ -61,12 +61,16 @@ _FLOAT16 = 1  # tflite TensorType
 
 
 def read_tflite(source: Path) -> bytes:
-    """The blendshape .tflite's bytes, from the task bundle (a zip) or the file itself."""
+    """The blendshape .tflite's bytes: the file itself when it is a TFLite flatbuffer (which may carry a zip of
+    metadata at its end), else from the task bundle (a zip)."""
     data = source.read_bytes()
-    if zipfile.is_zipfile(io.BytesIO(data)):
+    if data[4:8] == b"TFL3":  # the flatbuffer's file identifier
+        return data
+    try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             return z.read("face_blendshapes.tflite")
-    return data
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise SystemExit(f"{source} is neither a .tflite nor a Face Landmarker task bundle ({exc})") from None
 
 
 def weights(tflite_bytes: bytes) -> dict[str, np.ndarray]:

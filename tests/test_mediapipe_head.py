@@ -164,3 +164,20 @@ def test_the_command_saves_and_reuses_the_networks_rest_and_refuses_a_neutral_wi
     assert done.returncode != 0 and "recalibrate" in done.stderr and not (tmp_path / "d.jsonl").exists()
     done = facetrack("--mediapipe-weights", "face", "--engine", "regress", "--out", str(tmp_path / "e.jsonl"))
     assert done.returncode != 0 and "regress engine" in done.stderr and not (tmp_path / "e.jsonl").exists()
+
+
+def test_the_converter_refuses_a_network_that_is_not_the_blendshape_one():
+    """scripts/convert_mediapipe_blendshapes.py on another MediaPipe model (the wheel's face mesh)."""
+    pytest.importorskip("tflite", reason="the converter reads flatbuffers with the `tflite` package: "
+                                         "pip install 'facetrack[convert]'")
+    import importlib.util
+
+    from facetrack.engines.litert import mediapipe_model
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "convert_mediapipe_blendshapes.py"
+    spec = importlib.util.spec_from_file_location("convert_mediapipe_blendshapes", script)
+    converter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(converter)
+    mesh = converter.read_tflite(mediapipe_model("face_landmark"))
+    with pytest.raises(SystemExit, match="not MediaPipe's blendshape network"):
+        converter.weights(mesh)
