@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
-from facetrack.tracker.facemodel.format import ModelError
+from facetrack.tracker.facemodel.format import ModelError, load_plain_arrays
 
 HEAD_FILE = "expression_head.npz"
 HEAD_FORMAT = "facetrack.expression_head/1"
@@ -116,18 +116,14 @@ class ExpressionHead:
 def load_head(path: str | Path | None = None) -> ExpressionHead:
     """The packaged head (default) or one written by `ExpressionHead.save`; plain arrays only."""
     path = Path(path) if path is not None else _packaged_path()
-    if not path.is_file():
-        raise ModelError(f"expression head {path} does not exist; rebuild it with scripts/train_expression_head.py")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["metadata"]))
-            if meta.get("format") != HEAD_FORMAT:
-                raise ModelError(f"{path} has format {meta.get('format')!r}, expected {HEAD_FORMAT}")
-            layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(meta["layers"])]
-            return ExpressionHead(layers, z["landmarks"], z["mirror"], z["in_mean"], z["in_std"], meta["model_id"],
-                                  {k: v for k, v in meta.items() if k not in ("format", "model_id", "layers")})
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot read the expression head {path} ({exc})") from exc
+
+    def build(meta: dict, z: dict[str, np.ndarray]) -> ExpressionHead:
+        layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(meta["layers"])]
+        return ExpressionHead(layers, z["landmarks"], z["mirror"], z["in_mean"], z["in_std"], meta["model_id"],
+                              {k: v for k, v in meta.items() if k not in ("format", "model_id", "layers")})
+
+    return load_plain_arrays(path, HEAD_FORMAT, "expression head", "rebuild it with scripts/train_expression_head.py",
+                             build)
 
 
 def _packaged_path() -> Path:

@@ -36,14 +36,17 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from facetrack.tracker.core.errors import FacetrackError
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES, LANDMARK_COUNT
+
+T = TypeVar("T")
 
 FORMAT_ID = "facetrack.facemodel/1"
 """Written into every model file; bumped when the layout changes incompatibly."""
@@ -226,6 +229,22 @@ class MorphableModel:
             exp_names=meta["exp_names"], extra=meta.get("extra", {}),
             **{n: data[n] for n, _ in _ARRAYS},
         )
+
+
+def load_plain_arrays(path: Path, fmt: str, what: str, how: str,
+                      build: Callable[[dict[str, Any], dict[str, np.ndarray]], T]) -> T:
+    """`build(metadata, arrays)` from a .npz of plain arrays (no pickle) whose JSON `metadata` names format `fmt`;
+    a missing, foreign or unreadable file is a ModelError naming `what` and `how` to make it."""
+    if not path.is_file():
+        raise ModelError(f"{what} {path} does not exist; {how}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["metadata"]))
+            if meta.get("format") != fmt:
+                raise ModelError(f"{path} has format {meta.get('format')!r}, expected {fmt}")
+            return build(meta, {k: z[k] for k in z.files if k != "metadata"})
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot read the {what} {path} ({exc})") from exc
 
 
 def vertex_embedding(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

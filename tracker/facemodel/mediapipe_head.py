@@ -17,7 +17,6 @@ averaged, so mirrored faces get mirrored weights exactly, as with the project's 
 from __future__ import annotations
 
 import functools
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.facemodel.expression_head import arkit_mirror
-from facetrack.tracker.facemodel.format import ModelError
+from facetrack.tracker.facemodel.format import ModelError, load_plain_arrays
 
 WEIGHTS_FILE = "mediapipe_blendshapes.npz"
 WEIGHTS_FORMAT = "facetrack.mediapipe_blendshapes/1"
@@ -125,16 +124,9 @@ class MediaPipeWeights:
 def load_mediapipe_head(path: str | Path | None = None) -> MediaPipeHead:
     """The packaged network (default) or one written by scripts/convert_mediapipe_blendshapes.py; plain arrays."""
     path = Path(path) if path is not None else _packaged_path()
-    if not path.is_file():
-        raise ModelError(f"{path} does not exist; make it with scripts/convert_mediapipe_blendshapes.py")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["metadata"]))
-            if meta.get("format") != WEIGHTS_FORMAT:
-                raise ModelError(f"{path} has format {meta.get('format')!r}, expected {WEIGHTS_FORMAT}")
-            return MediaPipeHead({k: z[k] for k in z.files if k != "metadata"}, meta)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot read the blendshape network {path} ({exc})") from exc
+    return load_plain_arrays(path, WEIGHTS_FORMAT, "blendshape network",
+                             "make it with scripts/convert_mediapipe_blendshapes.py",
+                             lambda meta, arrays: MediaPipeHead(arrays, meta))
 
 
 def _packaged_path() -> Path:
