@@ -82,6 +82,13 @@ def track_clip(video: Path, config: TrackerConfig, cache: Path | None) -> tuple[
     return np.stack(rows) if rows else np.zeros((0, 52), np.float32), fit.median_ms if fit else float("nan")
 
 
+def default_label_files(media: Path) -> list[Path]:
+    """The shared labels and the project's own label sets, those that exist."""
+    root = Path(__file__).resolve().parents[1]
+    return [p for p in (media / "expressions" / "labels.csv", root / "labels" / "expressions_extra.csv",
+                        root / "labels" / "expressions_more.csv") if p.is_file()]
+
+
 def main() -> None:
     root = Path(__file__).resolve().parents[1]
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -96,9 +103,7 @@ def main() -> None:
     ap.add_argument("--save", type=Path, default=None, help="write every clip's weights to this .npz")
     args = ap.parse_args()
 
-    label_files = args.labels or [p for p in (args.media / "expressions" / "labels.csv",
-                                              root / "labels" / "expressions_extra.csv",
-                                              root / "labels" / "expressions_more.csv") if p.is_file()]
+    label_files = args.labels or default_label_files(args.media)
     rows = [r for p in label_files for r in read_labels(p)]
     clips = sorted({str(p.relative_to(args.media)) for p in (args.media / "videos").glob("*/*.mp4")}
                    | {r.clip for r in rows})
@@ -119,6 +124,9 @@ def main() -> None:
     print(f"{len(rows)} labelled frames from {', '.join(str(p) for p in label_files)}; "
           f"{len(clips)} clips, {summary.frames} frames, model {config.model}, {time.perf_counter() - t0:.0f} s")
     for line in summary.lines():
+        print(line)
+    print("by label:")
+    for line in summary.label_lines():
         print(line)
     print(f"fit stage per frame: median over clips {np.nanmedian(fit_ms):.2f} ms "
           f"(clip medians {np.nanmin(fit_ms):.2f}-{np.nanmax(fit_ms):.2f})")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -87,6 +91,9 @@ def test_summary_counts(tmp_path):
     assert (s.antagonistic_frames, s.frames) == (1, 2)
     assert list(s.failures) == ["A"]
     assert "clear expressions found: 2/3 (66.7%)" in s.lines()
+    assert s.by_label["smileR"] == [0, 1, 1, 1] and s.by_label["pucker"] == [0, 0, 1, 2]
+    assert s.by_label["jaw"] == [1, 1, 1, 1]
+    assert "  smileR    clear   0/1   absent   1/1" in s.label_lines()
 
 
 def test_bad_label_file_is_refused(tmp_path):
@@ -97,3 +104,28 @@ def test_bad_label_file_is_refused(tmp_path):
     p.write_text("id,clip,frame,jaw,smileL,smileR,pucker,frown,chin,browUp,browDown\nA,x.mp4,0,3,0,0,0,0,0,0,0\n")
     with pytest.raises(ValueError, match="outside 0/1/2"):
         read_labels(p)
+
+
+def test_two_runs_compared_alone_combined_and_at_their_ceiling(tmp_path):
+    """scripts/compare_expression_runs.py: each run's counts, their mean / larger / smaller, and what some run finds."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,clip,frame,jaw,smileL,smileR,pucker,frown,chin,browUp,browDown\n"
+                      "A,videos/a.mp4,0,0,2,0,0,0,0,0,0\n"
+                      "B,videos/a.mp4,1,0,0,2,0,0,0,0,0\n")
+    first = np.stack([weights(mouthSmileLeft=0.9), weights(mouthSmileRight=0.2)])
+    second = np.stack([weights(mouthSmileLeft=0.1), weights(mouthSmileRight=0.6, mouthFrownRight=0.5)])
+    for name, run in (("first", first), ("second", second)):
+        np.savez(tmp_path / f"{name}.npz", **{"videos__a.mp4": run})  # as eval_expressions --save names a clip
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_expression_runs.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "first.npz"), str(tmp_path / "second.npz"),
+                          "--labels", str(labels)], capture_output=True, text=True, check=True).stdout
+    lines = [line for line in out.splitlines() if not line.startswith("  ")]
+    assert lines[1:] == [
+        "first: 1/2, 14/14, 0/0, 0/2",
+        "second: 1/2, 13/14, 0/0, 1/2",  # frown 0.5 where frown is absent, and beside a smile
+        "mean of first, second: 2/2, 14/14, 0/0, 0/2",  # smiles 0.5 and 0.4, the frown 0.25: at the absent limit
+        "larger of first, second: 2/2, 13/14, 0/0, 1/2",
+        "smaller of first, second: 0/2, 14/14, 0/0, 0/2",
+        "ceiling (found by some run on the frame): 2/2 jaw 0/0, smileL 1/1, smileR 1/1, pucker 0/0, frown 0/0, "
+        "chin 0/0, browUp 0/0, browDown 0/0",
+    ]

@@ -153,12 +153,18 @@ class Summary:
     antagonistic_frames: int = 0
     frames: int = 0
     failures: dict[str, list[str]] = field(default_factory=dict)
+    by_label: dict[str, list[int]] = field(default_factory=lambda: {k: [0, 0, 0, 0] for k in LABELS})
+    """Per label: clear found, clear checked, absent kept low, absent checked (where the misses are)."""
 
     def add(self, verdict: Verdict) -> None:
         self.clear_total += len(verdict.clear)
         self.clear_found += sum(ok for *_, ok in verdict.clear)
         self.absent_total += len(verdict.absent)
         self.absent_low += sum(ok for *_, ok in verdict.absent)
+        for checks, col in ((verdict.clear, 0), (verdict.absent, 2)):
+            for lab, _, _, ok in checks:
+                self.by_label[lab][col] += ok
+                self.by_label[lab][col + 1] += 1
         if verdict.neutral is not None:
             self.neutral_total += 1
             self.neutral_ok += verdict.neutral[2]
@@ -182,3 +188,7 @@ class Summary:
             f"neutral faces neutral:   {pct(self.neutral_ok, self.neutral_total)}",
             f"antagonistic pairs:      {pct(self.antagonistic_frames, self.frames)} of frames",
         ]
+
+    def label_lines(self) -> list[str]:
+        """The clear and absent counts of each label, one line each."""
+        return [f"  {lab:<9} clear {c[0]:>3}/{c[1]:<3} absent {c[2]:>3}/{c[3]}" for lab, c in self.by_label.items()]
