@@ -38,15 +38,20 @@ def load_run(path: Path) -> Run:
         return {k.replace("__", "/"): z[k] for k in z.files}
 
 
+def weights_at(run: Run, row: LabelRow) -> np.ndarray:
+    """The labelled frame's 52 weights in a run (zeros past the clip's end, as eval_expressions.py scores it)."""
+    weights = run.get(row.clip)
+    if weights is None:
+        raise SystemExit(f"the run has no clip {row.clip}: save it with the same media and labels")
+    return weights[row.frame] if row.frame < len(weights) else np.zeros(52, np.float32)
+
+
 def score(run: Run, rows: list[LabelRow]) -> Summary:
     summary = Summary()
     for weights in run.values():
         summary.add_clip(weights)
     for row in rows:
-        weights = run.get(row.clip)
-        if weights is None:
-            raise SystemExit(f"the run has no clip {row.clip}: save it with the same media and labels")
-        summary.add(check_frame(row, weights[row.frame] if row.frame < len(weights) else np.zeros(52, np.float32)))
+        summary.add(check_frame(row, weights_at(run, row)))
     return summary
 
 
@@ -59,7 +64,7 @@ def ceiling(runs: list[Run], rows: list[LabelRow]) -> dict[str, list[int]]:
     """Per label: clear expressions that at least one run finds on the frame, and how many were checked."""
     out = {lab: [0, 0] for lab in LABELS}
     for row in rows:
-        verdicts = [check_frame(row, run[row.clip][row.frame]) for run in runs]
+        verdicts = [check_frame(row, weights_at(run, row)) for run in runs]
         for i, (lab, *_rest) in enumerate(verdicts[0].clear):
             out[lab][0] += any(v.clear[i][3] for v in verdicts)
             out[lab][1] += 1
