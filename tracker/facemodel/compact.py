@@ -20,7 +20,6 @@ Rebuild: `python scripts/build_default_model.py --from <ICT-FaceKit folder, zip 
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +27,13 @@ import numpy as np
 
 from facetrack.tracker.core.schema import LANDMARK_COUNT
 from facetrack.tracker.facemodel.builtin_rig import IBUG68_FROM_MEDIAPIPE, fit_landmarks, jaw_embedding, mesh_triangles
-from facetrack.tracker.facemodel.format import ModelError, MorphableModel, arkit_map_for, vertex_embedding
+from facetrack.tracker.facemodel.format import (
+    ModelError,
+    MorphableModel,
+    arkit_map_for,
+    packaged_data_path,
+    vertex_embedding,
+)
 
 if TYPE_CHECKING:  # building the model needs these; loading the packaged one (every run's start) does not
     from facetrack.tracker.facemodel.ict import Embedding, IctData
@@ -171,7 +176,7 @@ def build_compact_model(data: IctData, n_identity: int = 40, embedding: Embeddin
 
 
 def packaged_model_path() -> Path:
-    return Path(str(resources.files("facetrack.tracker.facemodel") / "data" / DEFAULT_FILE))
+    return packaged_data_path(DEFAULT_FILE)
 
 
 @functools.cache

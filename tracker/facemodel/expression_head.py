@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
-from facetrack.tracker.facemodel.format import ModelError, load_plain_arrays
+from facetrack.tracker.facemodel.format import ModelError, load_plain_arrays, packaged_data_path
 
 HEAD_FILE = "expression_head.npz"
 HEAD_FORMAT = "facetrack.expression_head/1"
@@ -115,7 +114,7 @@ class ExpressionHead:
 
 def load_head(path: str | Path | None = None) -> ExpressionHead:
     """The packaged head (default) or one written by `ExpressionHead.save`; plain arrays only."""
-    path = Path(path) if path is not None else _packaged_path()
+    path = Path(path) if path is not None else packaged_data_path(HEAD_FILE)
 
     def build(meta: dict, z: dict[str, np.ndarray]) -> ExpressionHead:
         layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(meta["layers"])]
@@ -126,14 +125,10 @@ def load_head(path: str | Path | None = None) -> ExpressionHead:
                              build)
 
 
-def _packaged_path() -> Path:
-    return Path(str(resources.files("facetrack.tracker.facemodel") / "data" / HEAD_FILE))
-
-
 @functools.lru_cache(maxsize=1)
 def packaged_head() -> ExpressionHead | None:
     """The packaged head, loaded once; None when the package holds none."""
-    path = _packaged_path()
+    path = packaged_data_path(HEAD_FILE)
     return load_head(path) if path.is_file() else None
 
 

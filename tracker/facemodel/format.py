@@ -38,6 +38,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -229,6 +230,11 @@ class MorphableModel:
             exp_names=meta["exp_names"], extra=meta.get("extra", {}),
             **{n: data[n] for n, _ in _ARRAYS},
         )
+
+
+def packaged_data_path(name: str) -> Path:
+    """Where a file the package ships beside the face models (tracker/facemodel/data/) lies."""
+    return Path(str(resources.files("facetrack.tracker.facemodel") / "data" / name))
 
 
 def load_plain_arrays(path: Path, fmt: str, what: str, how: str,

@@ -17,14 +17,13 @@ averaged, so mirrored faces get mirrored weights exactly, as with the project's 
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from facetrack.tracker.core.schema import ARKIT_BLENDSHAPES
 from facetrack.tracker.facemodel.expression_head import arkit_mirror
-from facetrack.tracker.facemodel.format import ModelError, load_plain_arrays
+from facetrack.tracker.facemodel.format import ModelError, load_plain_arrays, packaged_data_path
 
 WEIGHTS_FILE = "mediapipe_blendshapes.npz"
 WEIGHTS_FORMAT = "facetrack.mediapipe_blendshapes/1"
@@ -123,18 +122,14 @@ class MediaPipeWeights:
 
 def load_mediapipe_head(path: str | Path | None = None) -> MediaPipeHead:
     """The packaged network (default) or one written by scripts/convert_mediapipe_blendshapes.py; plain arrays."""
-    path = Path(path) if path is not None else _packaged_path()
+    path = Path(path) if path is not None else packaged_data_path(WEIGHTS_FILE)
     return load_plain_arrays(path, WEIGHTS_FORMAT, "blendshape network",
                              "make it with scripts/convert_mediapipe_blendshapes.py",
                              lambda meta, arrays: MediaPipeHead(arrays, meta))
 
 
-def _packaged_path() -> Path:
-    return Path(str(resources.files("facetrack.tracker.facemodel") / "data" / WEIGHTS_FILE))
-
-
 @functools.lru_cache(maxsize=1)
 def packaged_mediapipe_head() -> MediaPipeHead | None:
     """The packaged network, loaded once; None when the package holds none."""
-    path = _packaged_path()
+    path = packaged_data_path(WEIGHTS_FILE)
     return load_mediapipe_head(path) if path.is_file() else None
